@@ -1,0 +1,33 @@
+"""Configuration of the pure tracker (no I/O): what the policy hands to the protocol layer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Idle timeouts in seconds.
+
+    ``control_idle``: a control connection with no segment for this long is forgotten and its
+    calls released (PIX ``timeout conn 1:00:00``).  ``call_idle``: an established call with no
+    GRE and no control message for this long is released.  ``call_setup``: a call whose
+    request got no reply (OCRQ without OCRP, ICRQ without ICRP) is released after this long.
+    ``clearing``: after a Call-Clear-Request or Stop-Control-Connection-Request the IDs stay
+    translated this long so the answering CDN / StopCCRP reaches the client.
+    """
+
+    control_idle: float = 3600.0
+    call_idle: float = 600.0
+    call_setup: float = 60.0
+    clearing: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """``pat_address``: the one address all inside clients share toward the servers.
+    ``control_ports``: TCP ports inspected as PPTP control connections (``fixup protocol pptp``)."""
+
+    pat_address: IPv4Address
+    control_ports: frozenset[int] = frozenset({1723})
+    timeouts: Timeouts = field(default_factory=Timeouts)
