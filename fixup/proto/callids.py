@@ -1,0 +1,182 @@
+"""Translated Call IDs: one 16-bit space per (PAT address, server address).
+
+Many inside clients pick the same Call ID (every pptp-linux control connection opens its first
+call with Call ID 0), so the Call ID a client chose (its *original* ID, ``O``) is replaced, on the
+way out, by a *translated* ID ``T`` unique toward that server.  The server then addresses the
+call by ``T`` in control messages (Peer Call ID, RFC 2637 section 2.8/2.10/...) and in the
+enhanced-GRE Key field (RFC 2637 section 4.1), and fixup maps ``T`` back to the client and ``O``.
+
+A Call ID may reach us split across TCP segments, one byte at a time, and the high byte must be
+rewritten before the low byte has been seen.  The space is therefore cut into 256 *buckets* (the
+high byte of ``T``) and, for each control connection, every original high byte ``O >> 8`` is bound
+to one bucket and every bucket to at most one original high byte.  Then:
+
+* the high byte of ``T`` follows from the high byte of ``O`` alone (outbound), and the high byte
+  of ``O`` from the high byte of ``T`` alone (inbound), per connection;
+* the low byte is chosen freely inside the bucket, so thousands of connections that all use
+  Call ID 0 still get distinct IDs (buckets are handed out least-used first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BUCKETS = 256
+SLOTS = 256
+
+
+@dataclass(slots=True)
+class _ConnectionBuckets:
+    """One control connection's binding of original high bytes to buckets."""
+
+    bucket_of_high: dict[int, int] = field(default_factory=dict)
+    high_of_bucket: dict[int, int] = field(default_factory=dict)
+    users: dict[int, int] = field(default_factory=dict)  # original high byte -> calls + reservations
+    originals: set[int] = field(default_factory=set)  # live original IDs of this connection
+
+
+class CallIdSpace:
+    """Translated IDs toward one server from one PAT address; calls keyed ``(conn_id, O)``."""
+
+    def __init__(self) -> None:
+        self._owner: dict[int, tuple[int, int]] = {}
+        self._translated: dict[tuple[int, int], int] = {}
+        self._bucket_load = [0] * BUCKETS  # live IDs + reservations per bucket
+        self._slots = [bytearray(SLOTS) for _ in range(BUCKETS)]
+        self._cursor = [0] * BUCKETS
+        self._conns: dict[int, _ConnectionBuckets] = {}
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    # -- outbound: original -> translated --------------------------------------------------
+
+    def reserve_high(self, conn: int, o_high: int) -> int | None:
+        """Start an allocation: the bucket (translated high byte) for ``o_high`` on ``conn``,
+        with one slot reserved in it; None when no bucket can take another call."""
+        cb = self._conns.setdefault(conn, _ConnectionBuckets())
+        bucket = cb.bucket_of_high.get(o_high)
+        if bucket is None:
+            bucket = self._least_loaded_bucket(exclude=cb.high_of_bucket)
+            if bucket is None:
+                self._forget_if_unused(conn)
+                return None
+            cb.bucket_of_high[o_high] = bucket
+            cb.high_of_bucket[bucket] = o_high
+        elif self._bucket_load[bucket] >= SLOTS:
+            return None
+        cb.users[o_high] = cb.users.get(o_high, 0) + 1
+        self._bucket_load[bucket] += 1
+        return bucket
+
+    def complete(self, conn: int, bucket: int, o_low: int) -> int:
+        """Finish an allocation started by :meth:`reserve_high`: the translated low byte.  An
+        original ID this connection already has (a retransmitted request) keeps its translation."""
+        cb = self._conns[conn]
+        original = cb.high_of_bucket[bucket] << 8 | o_low
+        existing = self._translated.get((conn, original))
+        if existing is not None:
+            self._unreserve(cb, bucket)
+            return existing & 0xFF
+        low = self._free_slot(bucket)
+        translated = bucket << 8 | low
+        self._slots[bucket][low] = 1
+        self._owner[translated] = (conn, original)
+        self._translated[(conn, original)] = translated
+        cb.originals.add(original)
+        return low
+
+    def abort(self, conn: int, bucket: int) -> None:
+        """Give back a reservation whose low byte never came."""
+        cb = self._conns.get(conn)
+        if cb is not None and bucket in cb.high_of_bucket:
+            self._unreserve(cb, bucket)
+
+    def allocate(self, conn: int, original: int) -> int | None:
+        """Whole-ID allocation (both bytes known)."""
+        bucket = self.reserve_high(conn, original >> 8)
+        if bucket is None:
+            return None
+        return bucket << 8 | self.complete(conn, bucket, original & 0xFF)
+
+    def free_low(self, bucket: int, preferred: int) -> int:
+        """A low byte that names no live call in ``bucket`` (``preferred`` if it is free), for a
+        reference to an unknown call that must not hit somebody else's."""
+        slots = self._slots[bucket]
+        if not slots[preferred]:
+            return preferred
+        free = slots.find(0)
+        return preferred if free < 0 else free
+
+    def forward_high(self, conn: int, o_high: int) -> int | None:
+        cb = self._conns.get(conn)
+        return None if cb is None else cb.bucket_of_high.get(o_high)
+
+    def forward(self, conn: int, original: int) -> int | None:
+        return self._translated.get((conn, original))
+
+    # -- inbound: translated -> original ----------------------------------------------------
+
+    def reverse_high(self, conn: int, t_high: int) -> int | None:
+        cb = self._conns.get(conn)
+        return None if cb is None else cb.high_of_bucket.get(t_high)
+
+    def owner(self, translated: int) -> tuple[int, int] | None:
+        """``(conn_id, original)`` of a live translated ID."""
+        return self._owner.get(translated)
+
+    # -- release -----------------------------------------------------------------------------
+
+    def release(self, conn: int, original: int) -> None:
+        translated = self._translated.pop((conn, original), None)
+        if translated is None:
+            return
+        del self._owner[translated]
+        bucket = translated >> 8
+        self._slots[bucket][translated & 0xFF] = 0
+        cb = self._conns[conn]
+        cb.originals.discard(original)
+        self._unreserve(cb, bucket)
+
+    def release_connection(self, conn: int) -> None:
+        """Release every call of a connection and any reservation still open on it."""
+        cb = self._conns.get(conn)
+        if cb is None:
+            return
+        for original in list(cb.originals):
+            self.release(conn, original)
+        for o_high, pending in cb.users.items():
+            self._bucket_load[cb.bucket_of_high[o_high]] -= pending
+        del self._conns[conn]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _unreserve(self, cb: _ConnectionBuckets, bucket: int) -> None:
+        self._bucket_load[bucket] -= 1
+        o_high = cb.high_of_bucket[bucket]
+        cb.users[o_high] -= 1
+        if cb.users[o_high] == 0:
+            del cb.users[o_high], cb.bucket_of_high[o_high], cb.high_of_bucket[bucket]
+
+    def _forget_if_unused(self, conn: int) -> None:
+        cb = self._conns.get(conn)
+        if cb is not None and not cb.users:
+            del self._conns[conn]
+
+    def _least_loaded_bucket(self, exclude: dict[int, int]) -> int | None:
+        load = self._bucket_load
+        best, best_load = None, SLOTS
+        for bucket in range(BUCKETS):
+            if load[bucket] < best_load and bucket not in exclude:
+                best, best_load = bucket, load[bucket]
+                if best_load == 0:
+                    break
+        return best
+
+    def _free_slot(self, bucket: int) -> int:
+        slots, start = self._slots[bucket], self._cursor[bucket]
+        for step in range(SLOTS):
+            low = (start + step) % SLOTS
+            if not slots[low]:
+                self._cursor[bucket] = (low + 1) % SLOTS
+                return low
+        raise AssertionError("reserved slot missing")  # reserve_high guarantees one

@@ -1,0 +1,214 @@
+"""Call tracking: which call a call-management message is about, and what it does to it
+(RFC 2637 sections 2.7-2.15, via :data:`fixup.proto.tables.CALL_TRANSITIONS`)."""
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Callable
+
+from fixup.proto.callids import CallIdSpace
+from fixup.proto.config import Timeouts
+from fixup.proto.model import Call, Connection
+from fixup.proto.tables import CALL_TRANSITIONS, CallAction, CallEvent, CallState
+from fixup.proto.verdict import Direction, Event
+from fixup.wire import pptp_messages as m
+from fixup.wire.pptp import MessageType
+
+Emit = Callable[[Event], None]
+Count = Callable[[str], None]
+
+_REQUESTS = (MessageType.OCRQ, MessageType.ICRQ)
+_REPLIES = (MessageType.OCRP, MessageType.ICRP)
+_OK_RESULT = {MessageType.OCRP: m.OutgoingCallResult.CONNECTED, MessageType.ICRP: m.IncomingCallResult.CONNECT}
+_SIMPLE_EVENTS = {
+    MessageType.ICCN: CallEvent.CONNECTED, MessageType.SLI: CallEvent.LINK_INFO,
+    MessageType.WEN: CallEvent.LINK_INFO, MessageType.CCRQ: CallEvent.CLEAR,
+    MessageType.CDN: CallEvent.DISCONNECT,
+}
+
+
+def _ip(raw: bytes) -> str:
+    return str(IPv4Address(raw))
+
+
+class CallBook:
+    """Every call of every connection, and the GRE lookups of the established ones."""
+
+    def __init__(self, emit: Emit, count: Count) -> None:
+        self.emit = emit
+        self.count = count
+        self.spaces: dict[bytes, CallIdSpace] = {}
+        self.gre_in: dict[tuple[bytes, int], Call] = {}  # (server, translated) -> call
+        self.gre_out: dict[tuple[bytes, bytes, int], Call] = {}  # (client, server, server id) -> call
+        self.total = 0
+
+    def space_for(self, server: bytes) -> CallIdSpace:
+        space = self.spaces.get(server)
+        if space is None:
+            space = self.spaces[server] = CallIdSpace()
+        return space
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def on_message(self, conn: Connection, direction: Direction, msg: m.Message, now: float) -> None:
+        """A complete call-management message (original bytes, parsed)."""
+        kind = msg.message_type
+        if kind in _REQUESTS:
+            self._on_request(conn, direction, msg, now)
+        elif kind in _REPLIES:
+            self._on_reply(conn, direction, msg, now)
+        else:
+            call = self._find(conn, direction, kind, msg)
+            if call is None:
+                self.count("unknown-call")
+                return
+            self.apply(call, _SIMPLE_EVENTS[kind], now, f"{kind.name} {'from client' if direction is Direction.OUTBOUND else 'from server'}")
+
+    def _on_request(self, conn: Connection, direction: Direction, msg: m.Message, now: float) -> None:
+        if direction is Direction.INBOUND:  # the server asks the client to place/accept a call
+            call = conn.by_server.get(msg.call_id)
+            if call is None:
+                call = self._new_call(conn, None, msg.call_id, now, "server")
+            else:
+                self.apply(call, CallEvent.REQUEST, now, "request retransmitted")
+            return
+        call = conn.calls.get(msg.call_id)
+        if call is None:
+            self._new_call(conn, msg.call_id, None, now, "client")
+        else:
+            self.apply(call, CallEvent.REQUEST, now, "request retransmitted")
+
+    def _on_reply(self, conn: Connection, direction: Direction, msg: m.Message, now: float) -> None:
+        ok = msg.result_code == _OK_RESULT[msg.message_type]
+        if direction is Direction.INBOUND:
+            owner = conn.space.owner(msg.peer_call_id)
+            call = conn.calls.get(owner[1]) if owner and owner[0] == conn.conn_id else None
+            if call is None:
+                self.count("unknown-call")
+                return
+            self._set_server_id(conn, call, msg.call_id)
+        else:
+            call = conn.by_server.get(msg.peer_call_id)
+            if call is None or call.original is not None and call.original != msg.call_id:
+                self.count("unknown-call")
+                if msg.call_id not in conn.calls:  # the ID allocated while it passed: no call to keep it
+                    conn.space.release(conn.conn_id, msg.call_id)
+                return
+            call.original = msg.call_id
+            call.translated = conn.space.forward(conn.conn_id, msg.call_id)
+            conn.calls[msg.call_id] = call
+        self.apply(call, CallEvent.REPLY_OK if ok else CallEvent.REPLY_FAIL, now,
+                   f"{msg.message_type.name} result {msg.result_code}")
+
+    def _find(self, conn: Connection, direction: Direction, kind: MessageType, msg: m.Message) -> Call | None:
+        """The call a CCRQ/CDN/ICCN/SLI/WEN names.  From the client: its own ID (CCRQ, CDN) or the
+        server's (Peer Call ID).  From the server: its own ID (CCRQ, CDN) or the translated one."""
+        own = kind in (MessageType.CCRQ, MessageType.CDN)
+        value = msg.call_id if own else msg.peer_call_id
+        if direction is Direction.OUTBOUND:
+            return (conn.calls.get(value) or conn.by_server.get(value)) if own else conn.by_server.get(value)
+        call = conn.by_server.get(value) if own else None
+        if call is None:
+            owner = conn.space.owner(value)
+            if owner is not None and owner[0] == conn.conn_id:
+                call = conn.calls.get(owner[1])
+        return call
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def apply(self, call: Call, event: CallEvent, now: float, why: str) -> None:
+        """Run ``event`` through :data:`CALL_TRANSITIONS`."""
+        step = CALL_TRANSITIONS.get((call.state, event))
+        if step is None:
+            self.count("unexpected-message")
+            return
+        action, next_state = step
+        call.state = next_state
+        call.changed = call.last_activity = now
+        if action is CallAction.OPEN:
+            self._open(call)
+        elif action is CallAction.CLOSE_GRE:
+            self._close_gre(call)
+        elif action is CallAction.RELEASE:
+            self._release(call, why)
+
+    def _new_call(self, conn: Connection, original: int | None, server_id: int | None, now: float,
+                  initiator: str) -> Call:
+        translated = None if original is None else conn.space.forward(conn.conn_id, original)
+        call = Call(conn.conn_id, conn.client, conn.server, original, translated, server_id,
+                    CallState.SETUP, now, now, now, initiator)
+        if original is not None:
+            conn.calls[original] = call
+        if server_id is not None:
+            conn.by_server[server_id] = call
+        self.total += 1
+        self.emit(Event("call-setup", f"PPTP call setup on control connection {conn.conn_id}: "
+                        f"{_describe(call)}", {"conn": conn.conn_id, "call_id": original, "server_call_id": server_id}))
+        return call
+
+    def _set_server_id(self, conn: Connection, call: Call, server_id: int) -> None:
+        if call.server_id is not None and conn.by_server.get(call.server_id) is call:
+            del conn.by_server[call.server_id]
+        call.server_id = server_id
+        conn.by_server[server_id] = call
+
+    def _open(self, call: Call) -> None:
+        self.gre_in[(call.server, call.translated)] = call
+        self.gre_out[(call.client, call.server, call.server_id)] = call
+        self.emit(Event("call-up", f"PPTP call up: {_describe(call)}", _event_data(call)))
+
+    def _close_gre(self, call: Call) -> None:
+        if self.gre_in.get((call.server, call.translated)) is call:
+            del self.gre_in[(call.server, call.translated)]
+        if self.gre_out.get((call.client, call.server, call.server_id)) is call:
+            del self.gre_out[(call.client, call.server, call.server_id)]
+
+    def _release(self, call: Call, why: str) -> None:
+        self._close_gre(call)
+        conn = self.conn_of(call)
+        if call.original is not None and conn.calls.get(call.original) is call:
+            del conn.calls[call.original]
+        if call.server_id is not None and conn.by_server.get(call.server_id) is call:
+            del conn.by_server[call.server_id]
+        if call.original is not None:
+            conn.space.release(conn.conn_id, call.original)
+        self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}", {**_event_data(call), "reason": why}))
+
+    # -- whole connections and time ------------------------------------------------------------
+
+    conn_of: Callable[[Call], Connection]  # set by the tracker
+
+    def calls_of(self, conn: Connection) -> list[Call]:
+        calls = list(conn.calls.values())
+        calls += [c for c in conn.by_server.values() if c.original is None]
+        return calls
+
+    def release_all(self, conn: Connection, now: float, why: str) -> None:
+        for call in self.calls_of(conn):
+            self.apply(call, CallEvent.CONTROL_GONE, now, why)
+        conn.space.release_connection(conn.conn_id)
+
+    def clear_all(self, conn: Connection, now: float) -> None:
+        for call in self.calls_of(conn):
+            self.apply(call, CallEvent.CLEAR, now, "StopCCRQ")
+
+    def expire(self, conn: Connection, now: float, timeouts: Timeouts) -> None:
+        for call in self.calls_of(conn):
+            limit, since = {
+                CallState.SETUP: (timeouts.call_setup, call.changed),
+                CallState.ESTABLISHED: (timeouts.call_idle, call.last_activity),
+                CallState.CLEARING: (timeouts.clearing, call.changed),
+            }.get(call.state, (None, 0.0))
+            if limit is not None and now - since > limit:
+                self.apply(call, CallEvent.TIMEOUT, now, f"{call.state.value} timeout {limit:g}s")
+
+
+def _describe(call: Call) -> str:
+    def hx(v: int | None) -> str:
+        return "-" if v is None else f"{v} (0x{v:04x})"
+    return (f"client {_ip(call.client)} call id {hx(call.original)} as {hx(call.translated)} "
+            f"to server {_ip(call.server)} call id {hx(call.server_id)}")
+
+
+def _event_data(call: Call) -> dict:
+    return {"conn": call.conn_id, "client": _ip(call.client), "server": _ip(call.server),
+            "call_id": call.original, "translated_id": call.translated, "server_call_id": call.server_id}

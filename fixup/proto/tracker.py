@@ -1,0 +1,328 @@
+"""The PPTP fixup tracker: packets and ``now`` in, verdicts and events out (no I/O).
+
+Control connections (RFC 2637 section 2) are followed byte by byte in both directions; Call IDs
+are translated so every client may share one PAT address (:mod:`fixup.proto.callids`); GRE
+(RFC 2637 section 4) of established calls is translated, all other GRE is dropped.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from ipaddress import IPv4Address
+
+from fixup.errors import BadInput, BadReserved, NotPptpGre
+from fixup.proto.calls import CallBook
+from fixup.proto.config import TrackerConfig
+from fixup.proto.framer import CallIdsExhausted, MessageFramer, Plan
+from fixup.proto.model import Call, ConnKey, Connection
+from fixup.proto.rewrites import plan_message
+from fixup.proto.stream import Placement, StreamDirection
+from fixup.proto.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
+from fixup.proto.verdict import ACCEPT, Direction, Event, Verdict, drop
+from fixup.wire import ip as ipw
+from fixup.wire.gre import CALL_ID_OFFSET, check_payload, parse_gre
+from fixup.wire.pptp import Header, MessageType, parse_header, parse_message
+from fixup.wire.pptp_messages import StartControlResult
+
+OUT, IN = Direction.OUTBOUND, Direction.INBOUND
+_CONTROL_EVENTS = {
+    MessageType.SCCRQ: ControlEvent.SCCRQ, MessageType.STOPCCRQ: ControlEvent.STOPCCRQ,
+    MessageType.STOPCCRP: ControlEvent.STOPCCRP, MessageType.ECHORQ: ControlEvent.ECHO,
+    MessageType.ECHORP: ControlEvent.ECHO,
+}
+
+
+def _control_event(header_type: MessageType, result_code: int | None = None) -> ControlEvent:
+    if header_type is MessageType.SCCRP:
+        if result_code is None or result_code == StartControlResult.SUCCESS:
+            return ControlEvent.SCCRP_OK
+        return ControlEvent.SCCRP_FAIL
+    return _CONTROL_EVENTS.get(header_type, ControlEvent.CALL)
+
+
+class Tracker:
+    """See module docstring.  One instance per gateway; not thread-safe."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+        self.pat = config.pat_address.packed
+        self.connections: dict[ConnKey, Connection] = {}
+        self.by_id: dict[int, Connection] = {}
+        self.counters: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self.anomalies: Counter[str] = Counter()
+        self._events: list[Event] = []
+        self._next_id = 1
+        self._now = 0.0
+        self.calls = CallBook(self._events.append, self._anomaly)
+        self.calls.conn_of = lambda call: self.by_id[call.conn_id]
+
+    # -- public API --------------------------------------------------------------------------
+
+    def handle_packet(self, packet: bytes, direction: Direction, now: float) -> Verdict:
+        """One IPv4 packet from the queue (see README "How it works" for which ones)."""
+        self._now = now
+        try:
+            ip = ipw.parse_ipv4(packet)
+            if ip.protocol == ipw.IPPROTO_GRE:
+                return self._gre(packet, ip, direction, now)
+            if ip.protocol == ipw.IPPROTO_TCP:
+                return self._tcp(packet, ip, direction, now)
+            self.anomalies["not-tcp-or-gre"] += 1
+            return ACCEPT
+        except BadInput as err:
+            return self._drop(err.reason)
+
+    def poll(self, now: float) -> list[Event]:
+        """Run the timeouts; return the events since the last poll."""
+        t = self.config.timeouts
+        for conn in list(self.connections.values()):
+            if conn.state is ControlState.CLOSED:
+                if now - conn.changed > t.clearing:
+                    self._forget(conn)
+                continue
+            if now - conn.last_seen > t.control_idle:
+                self._control(conn, ControlEvent.TCP_CLOSE, now, "control connection idle")
+                self._forget(conn)
+                continue
+            if conn.state is ControlState.STOPPING and now - conn.changed > t.clearing:
+                self._control(conn, ControlEvent.TCP_CLOSE, now, "StopCCRP timeout")
+            self.calls.expire(conn, now, t)
+        events, self._events[:] = list(self._events), []
+        return events
+
+    def snapshot(self, now: float) -> dict:
+        calls = [c for conn in self.by_id.values() for c in self.calls.calls_of(conn)]
+        return {
+            "pat_address": str(self.config.pat_address),
+            "control_ports": sorted(self.config.control_ports),
+            "connections": [conn.to_dict(now) for conn in self.by_id.values()],
+            "calls": [call.to_dict(now) for call in calls],
+            "counters": {**self.counters, "calls_total": self.calls.total, "calls_active": len(calls),
+                         "connections_active": len(self.by_id)},
+            "drops": dict(self.drops),
+            "anomalies": dict(self.anomalies),
+        }
+
+    def count(self, reason: str) -> None:
+        """A drop decided outside the tracker (the I/O shell's own failures)."""
+        self.drops[reason] += 1
+
+    def clear(self, now: float, conn_id: int | None = None) -> int:
+        """Forget one or every control connection and its calls (``clear`` command)."""
+        conns = list(self.by_id.values()) if conn_id is None else [self.by_id[conn_id]] if conn_id in self.by_id else []
+        released = 0
+        for conn in conns:
+            released += len(self.calls.calls_of(conn))
+            self._control(conn, ControlEvent.TCP_CLOSE, now, "cleared by operator")
+            self._forget(conn)
+        return released
+
+    # -- GRE (RFC 2637 section 4.1) ---------------------------------------------------------------
+
+    def _gre(self, packet: bytes, ip: ipw.Ipv4Header, direction: Direction, now: float) -> Verdict:
+        try:
+            gre = parse_gre(packet, ip.header_length)
+        except NotPptpGre:
+            self.counters["gre_not_pptp"] += 1
+            return ACCEPT
+        check_payload(gre, ip.total_length - ip.header_length - gre.header_length)
+        if direction is OUT:
+            call = self.calls.gre_out.get((ip.src, ip.dst, gre.call_id))
+        elif ip.dst != self.pat:
+            return self._drop("not-for-pat")
+        else:
+            call = self.calls.gre_in.get((ip.src, gre.call_id))
+        if call is None:
+            return self._drop("unknown-call")
+        return Verdict(True, self._translate_gre(packet, ip, call, direction, now))
+
+    def _translate_gre(self, packet: bytes, ip: ipw.Ipv4Header, call: Call, direction: Direction,
+                       now: float) -> bytes:
+        out = bytearray(packet)
+        call.last_activity = now
+        if direction is OUT:
+            call.packets_out += 1
+            call.bytes_out += ip.total_length
+            self.counters["gre_out"] += 1
+            ipw.rewrite_addresses(out, ip, src=self.pat)
+        else:
+            call.packets_in += 1
+            call.bytes_in += ip.total_length
+            self.counters["gre_in"] += 1
+            at = ip.header_length + CALL_ID_OFFSET
+            out[at:at + 2] = call.original.to_bytes(2, "big")
+            ipw.rewrite_addresses(out, ip, dst=call.client)
+        return bytes(out)
+
+    # -- TCP control connection ------------------------------------------------------------------
+
+    def _tcp(self, packet: bytes, ip: ipw.Ipv4Header, direction: Direction, now: float) -> Verdict:
+        tcp = ipw.parse_tcp(packet, ip)
+        if direction is OUT:
+            key, port = (ip.src, tcp.src_port, ip.dst, tcp.dst_port), tcp.dst_port
+        else:
+            key, port = (ip.dst, tcp.dst_port, ip.src, tcp.src_port), tcp.src_port
+        if port not in self.config.control_ports:
+            self.anomalies["not-control-port"] += 1
+            return ACCEPT
+        self.counters["control_segments"] += 1
+        conn = self.connections.get(key)
+        if conn is None or (conn.state is ControlState.CLOSED and direction is OUT
+                            and tcp.flags & (ipw.TCP_SYN | ipw.TCP_ACK) == ipw.TCP_SYN):
+            if conn is not None:
+                self._forget(conn)
+            conn = self._open_connection(key, now)
+        conn.last_seen = now
+        stream, other = conn.streams[direction], conn.streams[IN if direction is OUT else OUT]
+        if tcp.flags & ipw.TCP_ACK:
+            other.acknowledge(tcp.ack)
+        if tcp.flags & ipw.TCP_SYN:
+            stream.sync(tcp.seq + 1)
+            conn.framers[direction].resync()
+        verdict = ACCEPT
+        payload = packet[tcp.payload_offset:ip.total_length]
+        if payload and not tcp.flags & ipw.TCP_SYN:
+            verdict = self._payload(conn, direction, packet, ip, tcp, payload, now)
+        if tcp.flags & (ipw.TCP_FIN | ipw.TCP_RST) and verdict.accept:
+            self._control(conn, ControlEvent.TCP_CLOSE, now, "TCP RST" if tcp.flags & ipw.TCP_RST else "TCP FIN")
+        return verdict
+
+    def _open_connection(self, key: ConnKey, now: float) -> Connection:
+        conn_id, self._next_id = self._next_id, self._next_id + 1
+        conn = Connection(conn_id, key, self.calls.space_for(key[2]), now, now, changed=now)
+        for direction in (OUT, IN):
+            conn.streams[direction] = StreamDirection()
+            conn.framers[direction] = MessageFramer(
+                self._planner(conn, direction), self._on_message(conn, direction), self._on_bad_message(conn))
+        self.connections[key] = conn
+        self.by_id[conn_id] = conn
+        self.counters["connections_total"] += 1
+        return conn
+
+    def _payload(self, conn: Connection, direction: Direction, packet: bytes, ip: ipw.Ipv4Header,
+                 tcp: ipw.TcpHeader, payload: bytes, now: float) -> Verdict:
+        stream, framer = conn.streams[direction], conn.framers[direction]
+        if not stream.synced:
+            if not _starts_message(payload):
+                self.anomalies["unsynced-stream"] += 1
+                return ACCEPT
+            stream.sync(tcp.seq)
+        start = stream.offset_of(tcp.seq)
+        end = start + len(payload)
+        placement = stream.place(start, end)
+        if placement is Placement.OUTSIDE:
+            self.anomalies["outside-window"] += 1
+            return ACCEPT
+        if placement is Placement.AHEAD:
+            return self._drop("out-of-order")
+        data = bytearray(payload)
+        changed = stream.replay(data, start, min(end, stream.next_offset))
+        if placement is Placement.NEW:
+            fresh = stream.next_offset - start
+            if framer.desynced and fresh == 0 and _starts_message(data):
+                framer.resync()
+            saved = framer.checkpoint()
+            try:
+                rewritten = framer.feed(data[fresh:])
+            except CallIdsExhausted:
+                framer.restore(saved)
+                self._events.append(Event("no-call-id", f"no free Call ID toward server {IPv4Address(conn.server)}: segment dropped", {"conn": conn.conn_id}))
+                return self._drop("no-free-call-id")
+            changed |= self._remember(stream, data, fresh, rewritten)
+            stream.next_offset = end
+        if not changed:
+            return ACCEPT
+        out = bytearray(packet)
+        out[tcp.payload_offset:ip.total_length] = data
+        ipw.set_tcp_checksum(out, ip)
+        return Verdict(True, bytes(out))
+
+    @staticmethod
+    def _remember(stream: StreamDirection, data: bytearray, fresh: int, rewritten: bytearray) -> bool:
+        """Record the bytes the framer changed, by stream offset, and put them in ``data``."""
+        if data[fresh:] == rewritten:
+            return False
+        base = stream.next_offset
+        for i, (before, after) in enumerate(zip(data[fresh:], rewritten)):
+            if before != after:
+                stream.rewrites[base + i] = after
+        data[fresh:] = rewritten
+        return True
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _planner(self, conn: Connection, direction: Direction) -> Callable[[Header], Plan]:
+        def plan(header: Header) -> Plan:
+            event = _control_event(header.message_type)
+            step = CONTROL_TRANSITIONS.get((conn.state, event))
+            if step is None or step[0] is not ControlAction.TRACK_CALL:
+                return ()
+            return plan_message(header.message_type, direction, conn.space, conn.conn_id,
+                                self._anomaly, frozenset(conn.by_server))
+        return plan
+
+    def _on_message(self, conn: Connection, direction: Direction) -> Callable[[Header, bytes], None]:
+        def on_message(header: Header, raw: bytes) -> None:
+            self.counters["control_messages"] += 1
+            conn.messages[direction] += 1
+            try:
+                msg = parse_message(raw)
+            except BadReserved:
+                self.anomalies["bad-reserved"] += 1
+                msg = parse_message(raw, strict=False)
+            event = _control_event(header.message_type, getattr(msg, "result_code", None))
+            action = self._control(conn, event, self._now, header.message_type.name)
+            if action is ControlAction.TRACK_CALL:
+                self.calls.on_message(conn, direction, msg, self._now)
+        return on_message
+
+    def _on_bad_message(self, conn: Connection) -> Callable[[BadInput], None]:
+        def on_bad(err: BadInput) -> None:
+            self.anomalies[err.reason] += 1
+            self._events.append(Event("protocol-error", f"control connection {conn.conn_id}: {err}; "
+                                      "passing the rest of this stream untouched until a message starts a segment",
+                                      {"conn": conn.conn_id, "reason": err.reason}))
+        return on_bad
+
+    def _control(self, conn: Connection, event: ControlEvent, now: float, why: str) -> ControlAction | None:
+        """Run ``event`` through :data:`CONTROL_TRANSITIONS`."""
+        step = CONTROL_TRANSITIONS.get((conn.state, event))
+        if step is None:
+            self.anomalies["unexpected-message"] += 1
+            return None
+        action, next_state = step
+        if action is ControlAction.RELEASE_ALL:
+            self.calls.release_all(conn, now, why)
+        elif action is ControlAction.CLEARING_ALL:
+            self.calls.clear_all(conn, now)
+        if next_state is not conn.state:
+            conn.state, conn.changed = next_state, now
+            self._events.append(Event(f"control-{next_state.value}", f"PPTP control connection {conn.conn_id} "
+                                      f"{_endpoints(conn)}: {next_state.value} ({why})", {"conn": conn.conn_id}))
+        return action
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.pop(conn.key, None)
+        self.by_id.pop(conn.conn_id, None)
+
+    def _drop(self, reason: str) -> Verdict:
+        self.drops[reason] += 1
+        return drop(reason)
+
+    def _anomaly(self, reason: str) -> None:
+        self.anomalies[reason] += 1
+
+
+def _starts_message(data: bytes | bytearray) -> bool:
+    try:
+        parse_header(data)
+    except BadInput:
+        return False
+    return True
+
+
+def _endpoints(conn: Connection) -> str:
+    client, cport, server, sport = conn.key
+    return f"{IPv4Address(client)}:{cport} -> {IPv4Address(server)}:{sport}"
