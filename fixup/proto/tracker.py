@@ -271,7 +271,11 @@ class Tracker:
                 msg = parse_message(raw)
             except BadReserved:
                 self.anomalies["bad-reserved"] += 1
-                msg = parse_message(raw, strict=False)
+                try:
+                    msg = parse_message(raw, strict=False)
+                except BadInput as err:  # Reserved0 (RFC 2637 section 1.4) is checked even so
+                    self._on_bad_message(conn)(err)
+                    return
             event = _control_event(header.message_type, getattr(msg, "result_code", None))
             action = self._control(conn, event, self._now, header.message_type.name)
             if action is ControlAction.TRACK_CALL:

@@ -1,0 +1,62 @@
+# fixup: setup, lab and test entry points.  GNU make, run as root on Debian 12.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+STAMP := $(VENV)/.stamp-installed
+PYTEST_ARGS ?=
+
+APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev \
+	libnfnetlink-dev nftables iptables iproute2 kmod
+
+.PHONY: help setup packages lab test unit netns clean
+
+help:
+	@echo "make lab    live demo of the gateway in network namespaces"
+	@echo "make test   the whole test suite (all tiers)"
+	@echo "make unit   unit tests only (-m unit)"
+	@echo "make netns  network-namespace tests only (-m netns, root)"
+	@echo "make setup  Debian packages (if missing) and $(VENV)"
+	@echo "make clean  remove $(VENV) and caches"
+
+setup: packages $(STAMP)
+
+# apt-get only when a package is missing, so a ready machine needs no network.
+packages:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+	  [[ "$$(dpkg -s "$$pkg" 2>/dev/null)" == *"Status: install ok installed"* ]] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "make setup: missing packages:$$missing (run as root)" >&2; exit 1; fi; \
+	  echo "make setup: installing$$missing"; \
+	  apt-get update; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+$(VENV)/bin/python: | packages
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | packages $(VENV)/bin/python
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+lab: setup
+	$(VENV)/bin/fixup lab
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+netns: setup
+	$(VENV)/bin/pytest -m netns $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
