@@ -1,0 +1,171 @@
+"""The ``fixup`` command line.
+
+``fixup run --policy FILE [--debug]``, ``fixup check --policy FILE``, ``fixup show calls|counters
+[--json]``, ``fixup clear calls [--conn ID]``, ``fixup debug pptp|off``, ``fixup lab ...``.
+Errors are one line on stderr; exit status 2 for a bad policy, 1 for anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fixup import __version__
+from fixup.errors import FixupError, PolicyError
+from fixup.io.control import DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from fixup.policy import Policy
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_POLICY = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fixup", description="PPTP fixup for Linux edge routers (RFC 2637).")
+    parser.add_argument("--version", action="version", version=f"fixup {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sock = argparse.ArgumentParser(add_help=False)
+    sock.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--policy", required=True, metavar="FILE")
+    run.add_argument("--debug", action="store_true", help="log every packet decision and netfilter command")
+    check = sub.add_parser("check", help="validate a policy and print a summary")
+    check.add_argument("--policy", required=True, metavar="FILE")
+
+    show = sub.add_parser("show", parents=[sock], help="show calls or counters of the running daemon")
+    show.add_argument("what", choices=["calls", "counters"])
+    show.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+    clear = sub.add_parser("clear", parents=[sock], help="forget control connections and their calls")
+    clear.add_argument("what", choices=["calls"])
+    clear.add_argument("--conn", type=int, default=None, metavar="ID", help="only this control connection")
+    debug = sub.add_parser("debug", parents=[sock], help="switch the daemon's debug logging")
+    debug.add_argument("what", choices=["pptp", "off"])
+    sub.add_parser("lab", help="lab scenarios (arguments passed through)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fixup`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["lab"]:
+        return _lab(args_list[1:])
+    args = _parser().parse_args(args_list)
+    try:
+        return _dispatch(args)
+    except PolicyError as err:
+        _error(str(err))
+        return EXIT_POLICY
+    except FixupError as err:
+        _error(f"fixup: {err}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+def _error(text: str) -> None:
+    print(" ".join(text.split()), file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args.policy, args.debug)
+    if args.command == "check":
+        return _check(args.policy)
+    if args.command == "show":
+        return _show(args.what, args.socket, args.json)
+    if args.command == "clear":
+        return _clear(args.socket, args.conn)
+    return _debug(args.socket, args.what)
+
+
+def _load(path: str) -> Policy:
+    from fixup.policy import load_policy
+
+    try:
+        return load_policy(path)
+    except OSError as err:
+        raise PolicyError(err.strerror or str(err), path=path) from err
+
+
+def _run(path: str, debug: bool) -> int:
+    policy = _load(path)
+    level = logging.DEBUG if debug else getattr(logging, str(policy.log_level).upper(), logging.INFO)
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("fixup").setLevel(level)
+    from fixup.io.daemon import run
+
+    return run(policy)
+
+
+def policy_summary(policy: Policy) -> str:
+    """What ``fixup check`` prints for a valid policy."""
+    pat = str(policy.pat_address) if policy.pat_address is not None else f"primary address of {policy.outside}"
+    t = policy.timeouts
+    lines = [
+        f"policy {policy.source}: OK",
+        f"  inside        {', '.join(policy.inside)}",
+        f"  outside       {policy.outside}",
+        f"  PAT address   {pat}",
+        f"  PPTP ports    {', '.join(str(p) for p in policy.pptp_ports) or 'none (no fixup protocol pptp)'}",
+        f"  GRE           {policy.gre} (NFQUEUE {policy.queue_num})",
+        f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
+        f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s",
+        f"  control       {policy.control_socket}",
+        f"  log level     {policy.log_level}",
+    ]
+    return "\n".join(lines)
+
+
+def _check(path: str) -> int:
+    print(policy_summary(_load(path)))
+    return EXIT_OK
+
+
+def _request(socket_path: str, obj: dict[str, Any]) -> dict[str, Any]:
+    from fixup.io.control import request
+
+    return request(socket_path, obj)
+
+
+def _show(what: str, socket_path: str, as_json: bool) -> int:
+    from fixup.io import show
+
+    snapshot = _request(socket_path, {"cmd": "show-calls"})
+    if as_json:
+        print(json.dumps(snapshot, indent=2, sort_keys=True))
+    elif what == "calls":
+        print(show.format_snapshot(snapshot), end="")
+    else:
+        print(show.format_counters(snapshot), end="")
+    return EXIT_OK
+
+
+def _clear(socket_path: str, conn: int | None) -> int:
+    result = _request(socket_path, {"cmd": "clear-calls", "conn": conn})
+    target = "all control connections" if conn is None else f"control connection {conn}"
+    print(f"cleared {target}: {result.get('released', 0)} call(s) released")
+    return EXIT_OK
+
+
+def _debug(socket_path: str, what: str) -> int:
+    level = "debug" if what == "pptp" else "info"
+    _request(socket_path, {"cmd": "debug", "level": level})
+    print("debug pptp on" if level == "debug" else "debug pptp off")
+    return EXIT_OK
+
+
+def _lab(argv: list[str]) -> int:
+    from fixup.lab.scenario import main as lab_main
+
+    return lab_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

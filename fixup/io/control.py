@@ -1,0 +1,205 @@
+"""The daemon's control socket: one JSON request per connection on a unix socket.
+
+Requests: ``{"cmd": "show-calls"}`` -> the tracker's snapshot; ``{"cmd": "clear-calls", "conn":
+ID or null}`` -> how many calls were released; ``{"cmd": "debug", "level": "debug"|"info"}``.
+Answers are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fixup.errors import FixupError, SetupError
+
+log = logging.getLogger("fixup.control")
+
+DEFAULT_SOCKET = "/run/fixup/fixup.sock"
+MAX_REQUEST = 64 * 1024
+MAX_ANSWER = 64 * 1024 * 1024
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
+
+
+class ControlError(FixupError):
+    """The control socket cannot be reached or answered with an error."""
+
+
+class ControlledTracker(Protocol):
+    def snapshot(self, now: float) -> dict: ...
+
+    def clear(self, now: float, conn_id: int | None = None) -> int: ...
+
+
+def set_log_level(level: str) -> None:
+    """What ``{"cmd": "debug"}`` does: set the level of every ``fixup`` logger."""
+    logging.getLogger("fixup").setLevel(LOG_LEVELS[level])
+
+
+def dispatch(tracker: ControlledTracker, request: object, now: float,
+             set_level: Callable[[str], None] = set_log_level) -> dict[str, Any]:
+    """Answer one request (pure apart from ``set_level``)."""
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        return {"ok": False, "error": 'request must be a JSON object with a "cmd" string'}
+    cmd = request["cmd"]
+    if cmd == "show-calls":
+        return {"ok": True, "result": tracker.snapshot(now)}
+    if cmd == "clear-calls":
+        conn = request.get("conn")
+        if conn is not None and (not isinstance(conn, int) or isinstance(conn, bool)):
+            return {"ok": False, "error": "conn must be an integer or null"}
+        released = tracker.clear(now, conn)
+        log.info("fixup: cleared %s, %d call(s) released", "all connections" if conn is None else f"connection {conn}", released)
+        return {"ok": True, "result": {"released": released}}
+    if cmd == "debug":
+        level = request.get("level")
+        if level not in LOG_LEVELS:
+            return {"ok": False, "error": f"level must be one of {', '.join(LOG_LEVELS)}"}
+        set_level(level)
+        log.info("fixup: log level %s", level)
+        return {"ok": True, "result": {"level": level}}
+    return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+class ControlServer:
+    """Serves :func:`dispatch` on a unix socket at ``path`` inside an asyncio loop."""
+
+    def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tracker = tracker
+        self.path = path
+        self.clock = clock
+        self.server: asyncio.AbstractServer | None = None
+        self.created = False
+
+    def prepare(self) -> None:
+        """Create the directory (0700), refuse when a daemon answers there, remove a stale socket.
+
+        Done before the rules are installed so a second daemon does not touch the first one's rules."""
+        directory = os.path.dirname(self.path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not os.path.lexists(self.path):
+            return
+        if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+            raise SetupError(f"{self.path} exists and is not a socket")
+        if _answers(self.path):
+            raise SetupError(f"another fixup daemon is running at {self.path}")
+        log.debug("removing stale socket %s", self.path)
+        os.unlink(self.path)
+
+    async def start(self) -> None:
+        old = os.umask(0o077)
+        try:
+            self.server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_REQUEST)
+        finally:
+            os.umask(old)
+        self.created = True
+        log.debug("control socket %s", self.path)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        self.remove_socket()
+
+    def remove_socket(self) -> None:
+        if self.created:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.created = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(_encode(await self._answer(reader)))
+            await writer.drain()
+        except Exception:  # noqa: BLE001 - a bad client never hurts the daemon
+            log.debug("control request failed", exc_info=True)
+        finally:
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            request = json.loads(line)
+        except (ValueError, asyncio.LimitOverrunError, asyncio.TimeoutError) as err:
+            return {"ok": False, "error": f"bad request: {err}"}
+        try:
+            return dispatch(self.tracker, request, self.clock())
+        except Exception as err:  # noqa: BLE001 - report, do not die
+            log.exception("control command failed")
+            return {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+
+def _encode(answer: dict[str, Any]) -> bytes:
+    try:
+        text = json.dumps(answer)
+    except (TypeError, ValueError) as err:
+        text = json.dumps({"ok": False, "error": f"cannot encode the answer: {err}"})
+    return text.encode() + b"\n"
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def request(path: str, obj: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+    """Send one request to the daemon at ``path`` and return its ``result``.
+
+    Raises :class:`ControlError` with one clear line: no daemon, permission, timeout, or the
+    daemon's own error."""
+    data = _exchange(path, json.dumps(obj).encode() + b"\n", timeout)
+    try:
+        answer = json.loads(data)
+    except ValueError as err:
+        raise ControlError(f"fixup daemon at {path} sent a malformed answer: {err}") from err
+    if not isinstance(answer, dict):
+        raise ControlError(f"fixup daemon at {path} sent a malformed answer")
+    if not answer.get("ok"):
+        raise ControlError(f"fixup daemon: {answer.get('error', 'request failed')}")
+    result = answer.get("result")
+    return result if isinstance(result, dict) else {"result": result}
+
+
+def _exchange(path: str, payload: bytes, timeout: float) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            raise ControlError(f"no fixup daemon at {path}") from err
+        except PermissionError as err:
+            raise ControlError(f"permission denied on {path} (run as root)") from err
+        except OSError as err:
+            raise ControlError(f"cannot connect to {path}: {err.strerror or err}") from err
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            return _read_all(sock)
+        except socket.timeout as err:
+            raise ControlError(f"fixup daemon at {path} did not answer within {timeout:g} s") from err
+        except OSError as err:
+            raise ControlError(f"fixup daemon at {path}: {err.strerror or err}") from err
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise ControlError("answer too large")
+    return b"".join(chunks)

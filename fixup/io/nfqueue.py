@@ -1,0 +1,152 @@
+"""The thin NFQUEUE shell: packets from the kernel into the pure tracker, verdicts back.
+
+Direction comes from the input interface (inside -> OUTBOUND, outside -> INBOUND).  Whatever
+goes wrong in here -- an unknown interface, an exception from the tracker, a failed verdict --
+the packet is dropped and counted; the loop never dies (fail closed).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from fixup.errors import SetupError
+from fixup.proto.verdict import Direction, Verdict
+
+log = logging.getLogger("fixup.nfqueue")
+
+QUEUE_MAX_LEN = 4096
+ERROR_LOG_INTERVAL = 10.0
+
+
+class PacketTracker(Protocol):
+    """The part of :class:`fixup.proto.tracker.Tracker` the shell uses."""
+
+    def handle_packet(self, packet: bytes, direction: Direction, now: float) -> Verdict: ...
+
+    def count(self, reason: str) -> None: ...
+
+
+class RateLimitedLog:
+    """Logs an error at most once per ``interval`` seconds, saying how many were suppressed;
+    the traceback goes to debug every time."""
+
+    def __init__(self, logger: logging.Logger, interval: float = ERROR_LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self.last: float | None = None
+        self.suppressed = 0
+
+    def error(self, message: str, *args: object) -> None:
+        self.logger.debug(message, *args, exc_info=True)
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more suppressed)" if self.suppressed else ""
+        self.logger.error(message + more, *args)
+        self.last = now
+        self.suppressed = 0
+
+
+def interface_directions(inside: Iterable[str], outside: str,
+                         nametoindex: Callable[[str], int] = socket.if_nametoindex) -> dict[int, Direction]:
+    """ifindex -> direction, looked up once at start; SetupError for a missing interface."""
+    directions: dict[int, Direction] = {}
+    for name, direction in [*((n, Direction.OUTBOUND) for n in inside), (outside, Direction.INBOUND)]:
+        try:
+            directions[nametoindex(name)] = direction
+        except OSError as err:
+            raise SetupError(f"interface {name} does not exist") from err
+    return directions
+
+
+class QueueShell:
+    """Binds NFQUEUE ``queue_num`` and feeds every packet to ``tracker``."""
+
+    def __init__(self, tracker: PacketTracker, queue_num: int, directions: dict[int, Direction], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 queue_factory: Callable[[], Any] | None = None) -> None:
+        self.tracker = tracker
+        self.queue_num = queue_num
+        self.directions = dict(directions)
+        self.clock = clock
+        self.queue_factory = queue_factory
+        self.queue: Any = None
+        self.errors = RateLimitedLog(log)
+
+    def bind(self) -> None:
+        """Open the netlink socket and bind the queue (SetupError when another process holds it)."""
+        factory = self.queue_factory or _netfilter_queue
+        try:
+            queue = factory()
+            queue.bind(self.queue_num, self.on_packet, max_len=QUEUE_MAX_LEN)
+        except OSError as err:
+            raise SetupError(f"cannot bind NFQUEUE {self.queue_num} (in use by another process, or not root?): {err}") from err
+        self.queue = queue
+        log.debug("bound NFQUEUE %d", self.queue_num)
+
+    def fileno(self) -> int:
+        return int(self.queue.get_fd())
+
+    def process_pending(self) -> None:
+        """Handle every packet waiting on the socket without blocking (the event loop's reader)."""
+        try:
+            self.queue.run(block=False)
+        except Exception:  # noqa: BLE001 - the loop must survive anything
+            self.tracker.count("shell-error")
+            self.errors.error("fixup: error reading NFQUEUE %d", self.queue_num)
+
+    def on_packet(self, packet: Any) -> None:
+        """The netfilterqueue callback: exactly one verdict per packet, drop on any failure."""
+        try:
+            self._decide(packet)
+        except Exception:  # noqa: BLE001 - the loop must survive anything
+            self.tracker.count("shell-error")
+            self.errors.error("fixup: error handling a queued packet, dropped")
+            try:
+                packet.drop()
+            except Exception:  # noqa: BLE001 - verdict may already be set
+                log.debug("drop after error failed", exc_info=True)
+
+    def _decide(self, packet: Any) -> None:
+        direction = self.directions.get(packet.indev)
+        if direction is None:
+            self.tracker.count("unknown-interface")
+            packet.drop()
+            return
+        payload = packet.get_payload()
+        verdict = self.tracker.handle_packet(payload, direction, self.clock())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("fixup: %s %d bytes: %s", direction.value, len(payload), _describe(verdict))
+        if not verdict.accept:
+            packet.drop()
+            return
+        if verdict.packet is not None:
+            packet.set_payload(verdict.packet)
+        packet.accept()
+
+    def close(self) -> None:
+        """Unbind the queue; packets still queued are dropped by the kernel (fail closed)."""
+        if self.queue is None:
+            return
+        try:
+            self.queue.unbind()
+        except Exception:  # noqa: BLE001 - closing on the way out
+            log.debug("unbind failed", exc_info=True)
+        self.queue = None
+
+
+def _describe(verdict: Verdict) -> str:
+    action = "drop" if not verdict.accept else ("rewrite" if verdict.packet is not None else "accept")
+    return f"{action} ({verdict.reason})" if verdict.reason else action
+
+
+def _netfilter_queue() -> Any:
+    from netfilterqueue import NetfilterQueue
+
+    return NetfilterQueue()
