@@ -89,9 +89,12 @@ def format_counter_block(title: str, counters: Mapping[str, Any]) -> list[str]:
 
 
 def format_counters(snapshot: Mapping[str, Any]) -> str:
-    """``fixup show counters``: the counters, then drops by reason."""
+    """``fixup show counters``: the counters, drops by reason, then anomalies (packets passed
+    untouched but counted: unexpected messages, bad reserved fields, unsynced streams ...)."""
     lines = format_counter_block("Counters", snapshot.get("counters") or {})
     lines += format_counter_block("Drops by reason", snapshot.get("drops") or {})
+    if snapshot.get("anomalies"):
+        lines += format_counter_block("Anomalies (passed, counted)", snapshot["anomalies"])
     return "\n".join(lines) + "\n"
 
 

@@ -85,3 +85,8 @@ def test_unknown_or_missing_fields_show_as_dash() -> None:
 )
 def test_duration_like_pix(seconds: object, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_anomalies_are_listed_when_present() -> None:
+    text = format_counters({"anomalies": {"bad-reserved": 2}})
+    assert text.endswith("Anomalies (passed, counted):\n  bad-reserved  2\n")
