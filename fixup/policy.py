@@ -25,9 +25,9 @@ DEFAULT_PPTP_PORTS: tuple[int, ...] = (1723,)  # RFC 2637 section 2: the PPTP co
 DEFAULT_QUEUE_NUM = 1723
 DEFAULT_CONTROL_SOCKET = "/run/fixup/fixup.sock"
 DEFAULT_LOG_LEVEL = "info"
-DEFAULT_GRE_MODE = "queue"
+DEFAULT_GRE_MODE = "kernel"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-GRE_MODES = ("queue", "kernel")
+GRE_MODES = ("kernel", "queue")
 IFNAMSIZ = 16  # Linux <net/if.h>: names are at most IFNAMSIZ - 1 bytes
 UNIX_PATH_MAX = 108  # Linux sockaddr_un.sun_path, NUL terminator included
 

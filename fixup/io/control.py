@@ -69,8 +69,10 @@ def dispatch(tracker: ControlledTracker, request: object, now: float,
 class ControlServer:
     """Serves :func:`dispatch` on a unix socket at ``path`` inside an asyncio loop."""
 
-    def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic,
+                 before_request: Callable[[], None] | None = None) -> None:
         self.tracker = tracker
+        self.before_request = before_request  # e.g. read the kernel path's counters
         self.path = path
         self.clock = clock
         self.server: asyncio.AbstractServer | None = None
@@ -131,6 +133,8 @@ class ControlServer:
         except (ValueError, asyncio.LimitOverrunError, asyncio.TimeoutError) as err:
             return {"ok": False, "error": f"bad request: {err}"}
         try:
+            if self.before_request is not None:
+                self.before_request()
             return dispatch(self.tracker, request, self.clock())
         except Exception as err:  # noqa: BLE001 - report, do not die
             log.exception("control command failed")

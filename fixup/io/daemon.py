@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from fixup.errors import SetupError
 from fixup.io import netfilter
 from fixup.io.control import ControlServer
+from fixup.io.gre_maps import GreMaps
 from fixup.io.nfqueue import QueueShell, interface_directions
+from fixup.io.nftlib import Nft
 
 if TYPE_CHECKING:
     from fixup.policy import Policy
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fixup")
 
 POLL_INTERVAL = 1.0
+COUNTS_INTERVAL = 10.0  # how often the kernel path's GRE counters are read back
 IFA_F_SECONDARY = 0x01
 EVENT_LEVELS = {"protocol-error": logging.WARNING}
 
@@ -90,17 +93,18 @@ def run(policy: Policy) -> int:
         pat = resolve_pat_address(policy)
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
-        control = ControlServer(tracker, policy.control_socket)
+        plane = ControlPlane(tracker, GreMaps(Nft()) if policy.gre == "kernel" else None)
+        control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts)
         control.prepare()
         ruleset = netfilter.build_ruleset(policy, pat, netfilter.probe_capabilities())
         netfilter.ensure_forwarding()
-        shell = QueueShell(tracker, policy.queue_num, directions)
+        shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet)
         shell.bind()
         installed = True  # from here on, whatever happens, the rules are removed
         netfilter.install(ruleset)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
         log.info("%s", startup_line(policy, pat))
-        asyncio.run(_serve(tracker, shell, control))
+        asyncio.run(_serve(plane, shell, control))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
     finally:
@@ -119,7 +123,42 @@ def run(policy: Policy) -> int:
     return 0
 
 
-async def _serve(tracker: Any, shell: QueueShell, control: ControlServer) -> None:
+class ControlPlane:
+    """Tracker events to the kernel (GRE maps, in ``gre: kernel``) and to the log."""
+
+    def __init__(self, tracker: Any, gre_maps: GreMaps | None) -> None:
+        self.tracker = tracker
+        self.gre_maps = gre_maps
+
+    def after_packet(self) -> None:
+        """After every queued packet, before its verdict: a call that has just come up gets its
+        kernel translation before the reply that opened it reaches the client."""
+        self.handle(self.tracker.take_events())
+
+    def tick(self) -> None:
+        self.handle(self.tracker.poll(time.monotonic()))
+
+    def handle(self, events: list[Any]) -> None:
+        if events and self.gre_maps is not None:
+            self.gre_maps.apply(events)
+        log_events(events)
+
+    def refresh_counts(self) -> None:
+        """Read the kernel path's per-call GRE counters into the tracker."""
+        if self.gre_maps is None:
+            return
+        try:
+            inbound, outbound, unknown = self.gre_maps.read_counts()
+        except SetupError as err:
+            log.warning("fixup: cannot read GRE counters: %s", err)
+            return
+        self.tracker.note_gre_counts(inbound={(IPv4Address(s).packed, t): c for (s, t), c in inbound.items()},
+                                     outbound={(IPv4Address(c).packed, IPv4Address(s).packed, i): n
+                                               for (c, s, i), n in outbound.items()},
+                                     unknown=unknown, now=time.monotonic())
+
+
+async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer) -> None:
     """The event loop: queue reader, 1 s timer, control socket, until a stop signal."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -127,7 +166,7 @@ async def _serve(tracker: Any, shell: QueueShell, control: ControlServer) -> Non
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     loop.add_reader(shell.fileno(), shell.process_pending)
     await control.start()
-    timer = asyncio.create_task(_poll_forever(tracker))
+    timer = asyncio.create_task(_tick_forever(plane))
     try:
         await stop.wait()
     finally:
@@ -136,7 +175,7 @@ async def _serve(tracker: Any, shell: QueueShell, control: ControlServer) -> Non
         await control.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    log_events(tracker.poll(time.monotonic()))
+    plane.tick()
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:
@@ -144,13 +183,18 @@ def _on_signal(signum: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _poll_forever(tracker: Any) -> None:
+async def _tick_forever(plane: ControlPlane) -> None:
+    since_counts = 0.0
     while True:
         await asyncio.sleep(POLL_INTERVAL)
+        since_counts += POLL_INTERVAL
         try:
-            log_events(tracker.poll(time.monotonic()))
+            if since_counts >= COUNTS_INTERVAL:
+                plane.refresh_counts()
+                since_counts = 0.0
+            plane.tick()
         except Exception:  # noqa: BLE001 - the timer must survive the tracker
-            tracker.count("shell-error")
+            plane.tracker.count("shell-error")
             log.exception("fixup: tracker poll failed")
 
 

@@ -30,6 +30,7 @@ from ipaddress import IPv4Address
 from typing import Protocol
 
 from fixup.errors import SetupError
+from fixup.policy import GRE_MODES
 
 log = logging.getLogger("fixup.netfilter")
 
@@ -51,6 +52,7 @@ XT_JUMPS: dict[str, tuple[str, str]] = {
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _GRE_VERSION_1 = "@th,13,3 1"  # GRE header bits 13..15: Version (RFC 2637 section 4.1) == 1
+_GRE_CALL_ID = "@th,48,16"  # GRE header bytes 6-7: Call ID, the low half of the Key (RFC 2637 section 4.1)
 
 
 class QueuePolicy(Protocol):
@@ -199,8 +201,8 @@ def _check_names(policy: QueuePolicy) -> None:
         raise SetupError("no inside interface")
     if policy.outside in policy.inside:
         raise SetupError(f"interface {policy.outside} is both inside and outside")
-    if policy.gre != "queue":
-        raise SetupError(f"gre mode {policy.gre!r} is not implemented; use 'queue'")
+    if policy.gre not in GRE_MODES:
+        raise SetupError(f"gre mode {policy.gre!r} is unknown; use one of {', '.join(GRE_MODES)}")
     for port in policy.pptp_ports:
         if not 1 <= int(port) <= 65535:
             raise SetupError(f"PPTP control port {port} is out of range")
@@ -239,6 +241,8 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
     lines.append("  }")
     if with_queue:
         lines += _nft_queue_chains(policy, pat_address)
+    if policy.gre == "kernel":
+        lines += _nft_kernel_gre(policy, pat_address)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -253,12 +257,45 @@ def _nft_queue_chains(policy: QueuePolicy, pat_address: IPv4Address) -> list[str
         ports = _nft_set(sorted(set(policy.pptp_ports)))
         lines.append(f"    iifname {inside} oifname {outside} tcp dport {ports} {queue}")
         lines.append(f"    iifname {outside} oifname {inside} tcp sport {ports} {queue}")
+    if policy.gre != "queue":
+        return lines + ["  }"]
     return lines + [
         f"    iifname {inside} oifname {outside} ip protocol gre {queue}",
         "  }",
         "  chain prerouting_queue {",
         "    type filter hook prerouting priority raw; policy accept;",
         f"    iifname {outside} ip daddr {pat_address} ip protocol gre {queue}",
+        "  }",
+    ]
+
+
+def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
+    """``gre: kernel``: GRE of established calls translated statelessly by nftables maps that the
+    daemon fills from the tracker (see :mod:`fixup.io.gre_maps`); GRE of no call counted, dropped.
+
+    Inbound, before routing: destination := client, Call ID := original (both looked up by
+    server address and translated Call ID, so the address is rewritten first).  Outbound, in
+    FORWARD: source := PAT when (client, server, server Call ID) is a call."""
+    inside = _nft_set(policy.inside, quote=True)
+    outside = f'"{policy.outside}"'
+    gre_in = f"iifname {outside} ip daddr {pat_address} ip protocol gre {_GRE_VERSION_1}"
+    gre_out = f"iifname {inside} oifname {outside} ip protocol gre {_GRE_VERSION_1}"
+    in_key = f"ip saddr . {_GRE_CALL_ID}"
+    return [
+        f"  map gre_in_addr {{ typeof {in_key} : ip daddr; counter; }}",
+        f"  map gre_in_id {{ typeof {in_key} : {_GRE_CALL_ID}; }}",
+        f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; counter; }}",
+        "  counter gre_in_unknown { }",
+        "  counter gre_out_unknown { }",
+        "  chain gre_in {",
+        "    type filter hook prerouting priority raw; policy accept;",
+        f"    {gre_in} ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
+        f"    {gre_in} counter name gre_in_unknown drop",
+        "  }",
+        "  chain gre_out {",
+        "    type filter hook forward priority mangle; policy accept;",
+        f"    {gre_out} ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
+        f"    {gre_out} counter name gre_out_unknown drop",
         "  }",
     ]
 
@@ -276,11 +313,13 @@ def xtables_commands(policy: QueuePolicy, pat_address: IPv4Address) -> tuple[tup
         for port in sorted(set(policy.pptp_ports)):
             cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", inside, "-o", out, "-p", "tcp", "--dport", str(port), *queue))
             cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", out, "-o", inside, "-p", "tcp", "--sport", str(port), *queue))
-        cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", inside, "-o", out, "-p", "gre", *queue))
+        if policy.gre == "queue":
+            cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", inside, "-o", out, "-p", "gre", *queue))
     cmds.append((*fwd, "-I", "FORWARD", "1", "-j", XT_FORWARD_CHAIN))
-    cmds.append((*pre, "-N", XT_PREROUTING_CHAIN))
-    cmds.append((*pre, "-A", XT_PREROUTING_CHAIN, "-i", out, "-d", str(pat_address), "-p", "gre", *queue))
-    cmds.append((*pre, "-I", "PREROUTING", "1", "-j", XT_PREROUTING_CHAIN))
+    if policy.gre == "queue":
+        cmds.append((*pre, "-N", XT_PREROUTING_CHAIN))
+        cmds.append((*pre, "-A", XT_PREROUTING_CHAIN, "-i", out, "-d", str(pat_address), "-p", "gre", *queue))
+        cmds.append((*pre, "-I", "PREROUTING", "1", "-j", XT_PREROUTING_CHAIN))
     return tuple(cmds)
 
 

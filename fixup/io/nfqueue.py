@@ -70,8 +70,10 @@ class QueueShell:
 
     def __init__(self, tracker: PacketTracker, queue_num: int, directions: dict[int, Direction], *,
                  clock: Callable[[], float] = time.monotonic,
-                 queue_factory: Callable[[], Any] | None = None) -> None:
+                 queue_factory: Callable[[], Any] | None = None,
+                 after_packet: Callable[[], None] | None = None) -> None:
         self.tracker = tracker
+        self.after_packet = after_packet  # runs before the verdict: e.g. program the kernel GRE maps
         self.queue_num = queue_num
         self.directions = dict(directions)
         self.clock = clock
@@ -121,6 +123,8 @@ class QueueShell:
             return
         payload = packet.get_payload()
         verdict = self.tracker.handle_packet(payload, direction, self.clock())
+        if self.after_packet is not None:
+            self.after_packet()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("fixup: %s %d bytes: %s", direction.value, len(payload), _describe(verdict))
         if not verdict.accept:

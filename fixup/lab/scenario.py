@@ -105,8 +105,10 @@ def is_result(obj: dict[str, Any]) -> bool:
 class Lab:
     """The gateway daemon, the server and the clients of one :class:`Topology`."""
 
-    def __init__(self, topology: Topology, workdir: str, *, clearing_timeout: float = 2.0) -> None:
+    def __init__(self, topology: Topology, workdir: str, *, clearing_timeout: float = 2.0,
+                 gre: str = "kernel") -> None:
         self.topology = topology
+        self.gre = gre
         self.workdir = workdir
         self.socket_path = os.path.join(workdir, "fixup.sock")
         self.policy_path = os.path.join(workdir, "policy.yaml")
@@ -126,6 +128,7 @@ class Lab:
             "fixup:\n"
             "  pptp:\n"
             "    ports: [1723]\n"
+            f"    gre: {self.gre}\n"
             "    timeouts:\n"
             f"      clearing: {self.clearing_timeout:g}\n"
             "runtime:\n"

@@ -128,6 +128,7 @@ class CallBook:
             self._open(call)
         elif action is CallAction.CLOSE_GRE:
             self._close_gre(call)
+            self.emit(Event("call-reset", f"PPTP call back to setup ({why}): {_describe(call)}", _event_data(call)))
         elif action is CallAction.RELEASE:
             self._release(call, why)
 

@@ -52,6 +52,7 @@ class Tracker:
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self.anomalies: Counter[str] = Counter()
+        self.kernel_drops: Counter[str] = Counter()  # drops counted by the kernel path, as last read
         self._events: list[Event] = []
         self._next_id = 1
         self._now = 0.0
@@ -89,8 +90,29 @@ class Tracker:
             if conn.state is ControlState.STOPPING and now - conn.changed > t.clearing:
                 self._control(conn, ControlEvent.TCP_CLOSE, now, "StopCCRP timeout")
             self.calls.expire(conn, now, t)
+        return self.take_events()
+
+    def take_events(self) -> list[Event]:
+        """The events since the last call, without running timeouts (the I/O shell calls this
+        after every packet, so GRE translation can be programmed before the verdict)."""
         events, self._events[:] = list(self._events), []
         return events
+
+    def note_gre_counts(self, inbound: dict[tuple[bytes, int], tuple[int, int]],
+                        outbound: dict[tuple[bytes, bytes, int], tuple[int, int]],
+                        unknown: int, now: float) -> None:
+        """Counters of GRE forwarded outside the tracker (the kernel path): packets and bytes per
+        (server, translated ID) inbound and per (client, server, server ID) outbound, cumulative;
+        ``unknown``: GRE of no call dropped there.  A call whose counters moved was active."""
+        for key, (packets, octets) in inbound.items():
+            call = self.calls.gre_in.get(key)
+            if call is not None and packets != call.packets_in:
+                call.packets_in, call.bytes_in, call.last_activity = packets, octets, now
+        for key, (packets, octets) in outbound.items():
+            call = self.calls.gre_out.get(key)
+            if call is not None and packets != call.packets_out:
+                call.packets_out, call.bytes_out, call.last_activity = packets, octets, now
+        self.kernel_drops["unknown-call"] = unknown
 
     def snapshot(self, now: float) -> dict:
         calls = [c for conn in self.by_id.values() for c in self.calls.calls_of(conn)]
@@ -101,7 +123,7 @@ class Tracker:
             "calls": [call.to_dict(now) for call in calls],
             "counters": {**self.counters, "calls_total": self.calls.total, "calls_active": len(calls),
                          "connections_active": len(self.by_id)},
-            "drops": dict(self.drops),
+            "drops": dict(self.drops + self.kernel_drops),
             "anomalies": dict(self.anomalies),
         }
 

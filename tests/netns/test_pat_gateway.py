@@ -30,10 +30,11 @@ def topology(netns_ready: None) -> Iterator[Topology]:
         yield topo
 
 
-@pytest.fixture(scope="module")
-def lab(topology: Topology) -> Iterator[Lab]:
+@pytest.fixture(scope="module", params=["kernel", "queue"])
+def lab(topology: Topology, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The gateway, once with GRE in the kernel (nft maps) and once through the queue."""
     with tempfile.TemporaryDirectory(prefix="fixup-netns-") as work:
-        gateway = Lab(topology, work, clearing_timeout=2.0)
+        gateway = Lab(topology, work, clearing_timeout=2.0, gre=request.param)
         gateway.start_daemon()
         try:
             gateway.start_server()

@@ -21,7 +21,8 @@ NOTHING = Capabilities(nft_binary=True, iptables_nft_binary=True, nft_queue=Fals
 
 
 def policy(**changes: object) -> Policy:
-    fields: dict[str, object] = dict(inside=("br-in",), outside="gw-out", pptp_ports=(1723,), queue_num=1723)
+    fields: dict[str, object] = dict(inside=("br-in",), outside="gw-out", pptp_ports=(1723,), queue_num=1723,
+                                     gre="queue")
     fields.update(changes)
     return Policy(**fields)  # type: ignore[arg-type]
 
@@ -104,7 +105,7 @@ def test_no_ports_means_no_tcp_rules_but_gre_still_queued() -> None:
         {"outside": "gw out"},
         {"inside": ()},
         {"inside": ("gw-out",)},
-        {"gre": "kernel"},
+        {"gre": "tunnel"},
         {"pptp_ports": (0,)},
         {"queue_num": 70000},
     ],
@@ -189,3 +190,17 @@ def test_ensure_forwarding_reads_but_never_writes(tmp_path: object) -> None:
     assert path.read_text() == "0\n"
     path.write_text("1\n")
     assert netfilter.ensure_forwarding(str(path)) is True
+
+
+def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
+    rules = build_ruleset(policy(gre="kernel"), PAT, XTABLES)
+    script = rules.nft_script
+    assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; counter; }" in script
+    assert "ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
+    assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} accept" in script
+    assert "counter name gre_in_unknown drop" in script and "counter name gre_out_unknown drop" in script
+    assert "helper" not in script
+    lines = xt_lines(rules)
+    assert not any("-p gre" in line for line in lines)
+    assert any("--dport 1723" in line for line in lines)
+    assert not any("FIXUP_PRE" in line for line in lines)

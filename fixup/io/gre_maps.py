@@ -1,0 +1,117 @@
+"""The kernel GRE path: nftables maps programmed from the tracker's call events.
+
+For every established call (RFC 2637 section 4.1: GRE carries the receiver's Call ID):
+
+* inbound, key (server address, translated Call ID): ``gre_in_addr`` gives the inside client's
+  address, ``gre_in_id`` its original Call ID -- stateless rewrites in raw PREROUTING, before
+  routing;
+* outbound, key (client address, server address, server Call ID) in set ``gre_out``: the source
+  becomes the PAT address in FORWARD.
+
+Elements carry counters; :meth:`GreMaps.read_counts` feeds them back to the tracker (idle
+timeouts, ``show calls``).  GRE matching no element is counted and dropped by the rules.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from fixup.errors import SetupError
+
+log = logging.getLogger("fixup.gre")
+
+TABLE = "ip fixup"
+IN_ADDR, IN_ID, OUT_SET = "gre_in_addr", "gre_in_id", "gre_out"
+IN_UNKNOWN, OUT_UNKNOWN = "gre_in_unknown", "gre_out_unknown"
+
+InKey = tuple[str, int]  # server, translated
+OutKey = tuple[str, str, int]  # client, server, server call id
+
+
+class NftRunner(Protocol):
+    def run(self, commands: str, *, json_output: bool = False) -> str: ...
+
+    def run_json(self, commands: str) -> list[dict[str, Any]]: ...
+
+
+def add_commands(client: str, server: str, translated: int, original: int, server_id: int) -> str:
+    """Element additions for one call (one atomic batch)."""
+    return (f"add element {TABLE} {IN_ADDR} {{ {server} . {translated} : {client} }}\n"
+            f"add element {TABLE} {IN_ID} {{ {server} . {translated} : {original} }}\n"
+            f"add element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
+
+
+def delete_commands(in_key: InKey, out_key: OutKey) -> str:
+    server, translated = in_key
+    client, _server, server_id = out_key
+    return (f"delete element {TABLE} {IN_ADDR} {{ {server} . {translated} }}\n"
+            f"delete element {TABLE} {IN_ID} {{ {server} . {translated} }}\n"
+            f"delete element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
+
+
+class GreMaps:
+    """Keeps the kernel maps equal to the tracker's established calls."""
+
+    def __init__(self, nft: NftRunner) -> None:
+        self.nft = nft
+        self.installed: dict[tuple[int, int | None], tuple[InKey, OutKey]] = {}  # (conn, original) -> keys
+
+    def apply(self, events: Iterable[Any]) -> None:
+        """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones.  Failures are
+        logged: the call then has no kernel translation and its GRE is dropped and counted."""
+        for event in events:
+            if event.kind == "call-up":
+                self._add(event.data)
+            elif event.kind in ("call-down", "call-reset"):
+                self._delete(event.data)
+
+    def _add(self, d: dict[str, Any]) -> None:
+        key = (d["conn"], d["call_id"])
+        if key in self.installed:
+            self._delete(d)
+        try:
+            self.nft.run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"]))
+        except SetupError as err:
+            log.error("fixup: cannot program GRE translation for call %s: %s", d, err)
+            return
+        self.installed[key] = ((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"]))
+
+    def _delete(self, d: dict[str, Any]) -> None:
+        keys = self.installed.pop((d["conn"], d["call_id"]), None)
+        if keys is None:
+            return
+        try:
+            self.nft.run(delete_commands(*keys))
+        except SetupError as err:
+            log.error("fixup: cannot remove GRE translation %s: %s", keys, err)
+
+    def read_counts(self) -> tuple[dict[InKey, tuple[int, int]], dict[OutKey, tuple[int, int]], int]:
+        """Per-element (packets, bytes) of ``gre_in_addr`` and ``gre_out``, and the unknown-call drops."""
+        listing = [item for what in (f"map {TABLE} {IN_ADDR}", f"set {TABLE} {OUT_SET}",
+                                     f"counter {TABLE} {IN_UNKNOWN}", f"counter {TABLE} {OUT_UNKNOWN}")
+                   for item in self.nft.run_json(f"list {what}")]  # one JSON document per listing
+        inbound: dict[InKey, tuple[int, int]] = {}
+        outbound: dict[OutKey, tuple[int, int]] = {}
+        unknown = 0
+        for item in listing:
+            if "map" in item:
+                for elem in item["map"].get("elem", []):
+                    key, counts = _element(elem[0])
+                    inbound[(key[0], int(key[1]))] = counts
+            elif "set" in item:
+                for elem in item["set"].get("elem", []):
+                    key, counts = _element(elem)
+                    outbound[(key[0], key[1], int(key[2]))] = counts
+            elif "counter" in item:
+                unknown += int(item["counter"].get("packets", 0))
+        return inbound, outbound, unknown
+
+
+def _element(elem: Any) -> tuple[list[Any], tuple[int, int]]:
+    """An nft JSON element: ``{"elem": {"val": {"concat": [...]}, "counter": {...}}}``."""
+    body = elem.get("elem", elem) if isinstance(elem, dict) else elem
+    value = body.get("val", body) if isinstance(body, dict) else body
+    key = value.get("concat", [value]) if isinstance(value, dict) else [value]
+    counter = body.get("counter", {}) if isinstance(body, dict) else {}
+    return key, (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))

@@ -1,0 +1,56 @@
+"""The kernel GRE path's element programming and counter reading, against a fake nft."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fixup.io.gre_maps import GreMaps, add_commands
+from fixup.proto.verdict import Event
+
+pytestmark = pytest.mark.unit
+
+CALL = {"conn": 1, "client": "10.99.1.10", "server": "192.0.2.10", "call_id": 0, "translated_id": 256,
+        "server_call_id": 100}
+
+
+class FakeNft:
+    def __init__(self, listing: list | None = None) -> None:
+        self.batches: list[str] = []
+        self.listing = listing or []
+
+    def run(self, commands: str, *, json_output: bool = False) -> str:
+        self.batches.append(commands)
+        return ""
+
+    def run_json(self, commands: str) -> list:
+        name = commands.split()[-1]
+        return [item for item in self.listing if next(iter(item.values()))["name"] == name]
+
+
+def test_call_up_adds_three_elements_in_one_batch_and_call_down_removes_them_once():
+    nft = FakeNft()
+    maps = GreMaps(nft)
+    maps.apply([Event("call-up", "", CALL)])
+    assert nft.batches == [add_commands("10.99.1.10", "192.0.2.10", 256, 0, 100)]
+    assert "add element ip fixup gre_in_addr { 192.0.2.10 . 256 : 10.99.1.10 }" in nft.batches[0]
+    assert "add element ip fixup gre_in_id { 192.0.2.10 . 256 : 0 }" in nft.batches[0]
+    assert "add element ip fixup gre_out { 10.99.1.10 . 192.0.2.10 . 100 }" in nft.batches[0]
+    maps.apply([Event("call-reset", "", CALL), Event("call-down", "", CALL)])
+    assert len(nft.batches) == 2 and nft.batches[1].count("delete element") == 3
+    assert maps.installed == {}
+
+
+def test_counts_are_read_from_nft_json():
+    listing = json.loads(json.dumps([
+        {"map": {"name": "gre_in_addr", "elem": [[{"elem": {"val": {"concat": ["192.0.2.10", 256]},
+                                                           "counter": {"packets": 5, "bytes": 300}}}, "10.99.1.10"]]}},
+        {"set": {"name": "gre_out", "elem": [{"elem": {"val": {"concat": ["10.99.1.10", "192.0.2.10", 100]},
+                                                      "counter": {"packets": 7, "bytes": 400}}}]}},
+        {"counter": {"name": "gre_in_unknown", "packets": 2, "bytes": 80}},
+        {"counter": {"name": "gre_out_unknown", "packets": 1, "bytes": 40}},
+    ]))
+    inbound, outbound, unknown = GreMaps(FakeNft(listing)).read_counts()
+    assert inbound == {("192.0.2.10", 256): (5, 300)}
+    assert outbound == {("10.99.1.10", "192.0.2.10", 100): (7, 400)}
+    assert unknown == 3
