@@ -18,28 +18,61 @@ to one bucket and every bucket to at most one original high byte.  Then:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 BUCKETS = 256
 SLOTS = 256
 
 
-@dataclass(slots=True)
 class _ConnectionBuckets:
-    """One control connection's binding of original high bytes to buckets."""
+    """One control connection's binding of original high bytes to buckets, as a flat list of
+    ``[original high, bucket, calls + reservations, ...]`` triples: a connection has one or a few,
+    and 10,000s of connections must stay small."""
 
-    bucket_of_high: dict[int, int] = field(default_factory=dict)
-    high_of_bucket: dict[int, int] = field(default_factory=dict)
-    users: dict[int, int] = field(default_factory=dict)  # original high byte -> calls + reservations
-    originals: set[int] = field(default_factory=set)  # live original IDs of this connection
+    __slots__ = ("binding", "originals")
+
+    def __init__(self) -> None:
+        self.binding: list[int] = []
+        self.originals: list[int] = []  # live original IDs of this connection
+
+    def _find(self, value: int, field: int) -> int:
+        binding = self.binding
+        for at in range(0, len(binding), 3):
+            if binding[at + field] == value:
+                return at
+        return -1
+
+    def bucket_of(self, o_high: int) -> int | None:
+        at = self._find(o_high, 0)
+        return None if at < 0 else self.binding[at + 1]
+
+    def high_of(self, bucket: int) -> int | None:
+        at = self._find(bucket, 1)
+        return None if at < 0 else self.binding[at]
+
+    def buckets(self) -> set[int]:
+        return set(self.binding[1::3])
+
+    def bind(self, o_high: int, bucket: int) -> None:
+        self.binding += (o_high, bucket, 0)
+
+    def add_user(self, bucket: int, delta: int) -> None:
+        """Count a call or reservation in (``+1``) or out (``-1``); unbind at zero."""
+        at = self._find(bucket, 1)
+        self.binding[at + 2] += delta
+        if self.binding[at + 2] == 0:
+            del self.binding[at:at + 3]
+
+    def pending(self) -> list[tuple[int, int]]:
+        """(bucket, count) of every binding."""
+        return list(zip(self.binding[1::3], self.binding[2::3]))
 
 
 class CallIdSpace:
     """Translated IDs toward one server from one PAT address; calls keyed ``(conn_id, O)``."""
 
     def __init__(self) -> None:
-        self._owner: dict[int, tuple[int, int]] = {}
-        self._translated: dict[tuple[int, int], int] = {}
+        # keyed and valued by ``conn << 16 | original``: small ints, not tuples (10,000s of calls)
+        self._owner: dict[int, int] = {}  # translated -> conn << 16 | original
+        self._translated: dict[int, int] = {}  # conn << 16 | original -> translated
         self._bucket_load = [0] * BUCKETS  # live IDs + reservations per bucket
         self._slots = [bytearray(SLOTS) for _ in range(BUCKETS)]
         self._cursor = [0] * BUCKETS
@@ -53,18 +86,19 @@ class CallIdSpace:
     def reserve_high(self, conn: int, o_high: int) -> int | None:
         """Start an allocation: the bucket (translated high byte) for ``o_high`` on ``conn``,
         with one slot reserved in it; None when no bucket can take another call."""
-        cb = self._conns.setdefault(conn, _ConnectionBuckets())
-        bucket = cb.bucket_of_high.get(o_high)
+        cb = self._conns.get(conn)
+        if cb is None:
+            cb = self._conns[conn] = _ConnectionBuckets()
+        bucket = cb.bucket_of(o_high)
         if bucket is None:
-            bucket = self._least_loaded_bucket(exclude=cb.high_of_bucket)
+            bucket = self._least_loaded_bucket(exclude=cb.buckets())
             if bucket is None:
                 self._forget_if_unused(conn)
                 return None
-            cb.bucket_of_high[o_high] = bucket
-            cb.high_of_bucket[bucket] = o_high
+            cb.bind(o_high, bucket)
         elif self._bucket_load[bucket] >= SLOTS:
             return None
-        cb.users[o_high] = cb.users.get(o_high, 0) + 1
+        cb.add_user(bucket, +1)
         self._bucket_load[bucket] += 1
         return bucket
 
@@ -72,23 +106,23 @@ class CallIdSpace:
         """Finish an allocation started by :meth:`reserve_high`: the translated low byte.  An
         original ID this connection already has (a retransmitted request) keeps its translation."""
         cb = self._conns[conn]
-        original = cb.high_of_bucket[bucket] << 8 | o_low
-        existing = self._translated.get((conn, original))
+        original = cb.high_of(bucket) << 8 | o_low
+        existing = self._translated.get(conn << 16 | original)
         if existing is not None:
             self._unreserve(cb, bucket)
             return existing & 0xFF
         low = self._free_slot(bucket)
         translated = bucket << 8 | low
         self._slots[bucket][low] = 1
-        self._owner[translated] = (conn, original)
-        self._translated[(conn, original)] = translated
-        cb.originals.add(original)
+        self._owner[translated] = conn << 16 | original
+        self._translated[conn << 16 | original] = translated
+        cb.originals.append(original)
         return low
 
     def abort(self, conn: int, bucket: int) -> None:
         """Give back a reservation whose low byte never came."""
         cb = self._conns.get(conn)
-        if cb is not None and bucket in cb.high_of_bucket:
+        if cb is not None and cb.high_of(bucket) is not None:
             self._unreserve(cb, bucket)
 
     def allocate(self, conn: int, original: int) -> int | None:
@@ -109,32 +143,33 @@ class CallIdSpace:
 
     def forward_high(self, conn: int, o_high: int) -> int | None:
         cb = self._conns.get(conn)
-        return None if cb is None else cb.bucket_of_high.get(o_high)
+        return None if cb is None else cb.bucket_of(o_high)
 
     def forward(self, conn: int, original: int) -> int | None:
-        return self._translated.get((conn, original))
+        return self._translated.get(conn << 16 | original)
 
     # -- inbound: translated -> original ----------------------------------------------------
 
     def reverse_high(self, conn: int, t_high: int) -> int | None:
         cb = self._conns.get(conn)
-        return None if cb is None else cb.high_of_bucket.get(t_high)
+        return None if cb is None else cb.high_of(t_high)
 
     def owner(self, translated: int) -> tuple[int, int] | None:
         """``(conn_id, original)`` of a live translated ID."""
-        return self._owner.get(translated)
+        owner = self._owner.get(translated)
+        return None if owner is None else (owner >> 16, owner & 0xFFFF)
 
     # -- release -----------------------------------------------------------------------------
 
     def release(self, conn: int, original: int) -> None:
-        translated = self._translated.pop((conn, original), None)
+        translated = self._translated.pop(conn << 16 | original, None)
         if translated is None:
             return
         del self._owner[translated]
         bucket = translated >> 8
         self._slots[bucket][translated & 0xFF] = 0
         cb = self._conns[conn]
-        cb.originals.discard(original)
+        cb.originals.remove(original)
         self._unreserve(cb, bucket)
 
     def release_connection(self, conn: int) -> None:
@@ -144,25 +179,22 @@ class CallIdSpace:
             return
         for original in list(cb.originals):
             self.release(conn, original)
-        for o_high, pending in cb.users.items():
-            self._bucket_load[cb.bucket_of_high[o_high]] -= pending
-        del self._conns[conn]
+        for bucket, pending in cb.pending():
+            self._bucket_load[bucket] -= pending
+        self._conns.pop(conn, None)
 
     # -- internals ---------------------------------------------------------------------------
 
     def _unreserve(self, cb: _ConnectionBuckets, bucket: int) -> None:
         self._bucket_load[bucket] -= 1
-        o_high = cb.high_of_bucket[bucket]
-        cb.users[o_high] -= 1
-        if cb.users[o_high] == 0:
-            del cb.users[o_high], cb.bucket_of_high[o_high], cb.high_of_bucket[bucket]
+        cb.add_user(bucket, -1)
 
     def _forget_if_unused(self, conn: int) -> None:
         cb = self._conns.get(conn)
-        if cb is not None and not cb.users:
+        if cb is not None and not cb.binding:
             del self._conns[conn]
 
-    def _least_loaded_bucket(self, exclude: dict[int, int]) -> int | None:
+    def _least_loaded_bucket(self, exclude: set[int]) -> int | None:
         load = self._bucket_load
         best, best_load = None, SLOTS
         for bucket in range(BUCKETS):

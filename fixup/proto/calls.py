@@ -26,6 +26,17 @@ _SIMPLE_EVENTS = {
 }
 
 
+def gre_in_key(server: bytes, translated: int) -> bytes:
+    """Inbound GRE lookup key: source address and Call ID exactly as in the packet (IPv4 bytes
+    12-16, GRE bytes 6-8), so the per-packet path slices instead of building tuples."""
+    return server + translated.to_bytes(2, "big")
+
+
+def gre_out_key(client: bytes, server: bytes, server_id: int) -> bytes:
+    """Outbound GRE lookup key: source and destination address (IPv4 bytes 12-20) and Call ID."""
+    return client + server + server_id.to_bytes(2, "big")
+
+
 def _ip(raw: bytes) -> str:
     return str(IPv4Address(raw))
 
@@ -37,8 +48,8 @@ class CallBook:
         self.emit = emit
         self.count = count
         self.spaces: dict[bytes, CallIdSpace] = {}
-        self.gre_in: dict[tuple[bytes, int], Call] = {}  # (server, translated) -> call
-        self.gre_out: dict[tuple[bytes, bytes, int], Call] = {}  # (client, server, server id) -> call
+        self.gre_in: dict[bytes, Call] = {}  # gre_in_key(server, translated) -> call
+        self.gre_out: dict[bytes, Call] = {}  # gre_out_key(client, server, server id) -> call
         self.total = 0
 
     def space_for(self, server: bytes) -> CallIdSpace:
@@ -65,13 +76,13 @@ class CallBook:
 
     def _on_request(self, conn: Connection, direction: Direction, msg: m.Message, now: float) -> None:
         if direction is Direction.INBOUND:  # the server asks the client to place/accept a call
-            call = conn.by_server.get(msg.call_id)
+            call = conn.by_server_id(msg.call_id)
             if call is None:
                 call = self._new_call(conn, None, msg.call_id, now, "server")
             else:
                 self.apply(call, CallEvent.REQUEST, now, "request retransmitted")
             return
-        call = conn.calls.get(msg.call_id)
+        call = conn.by_original(msg.call_id)
         if call is None:
             self._new_call(conn, msg.call_id, None, now, "client")
         else:
@@ -81,21 +92,21 @@ class CallBook:
         ok = msg.result_code == _OK_RESULT[msg.message_type]
         if direction is Direction.INBOUND:
             owner = conn.space.owner(msg.peer_call_id)
-            call = conn.calls.get(owner[1]) if owner and owner[0] == conn.conn_id else None
+            call = conn.by_original(owner[1]) if owner and owner[0] == conn.conn_id else None
             if call is None:
                 self.count("unknown-call")
                 return
             self._set_server_id(conn, call, msg.call_id)
         else:
-            call = conn.by_server.get(msg.peer_call_id)
+            call = conn.by_server_id(msg.peer_call_id)
             if call is None or call.original is not None and call.original != msg.call_id:
                 self.count("unknown-call")
-                if msg.call_id not in conn.calls:  # the ID allocated while it passed: no call to keep it
+                if conn.by_original(msg.call_id) is None:  # the ID allocated while it passed: no call keeps it
                     conn.space.release(conn.conn_id, msg.call_id)
                 return
             call.original = msg.call_id
             call.translated = conn.space.forward(conn.conn_id, msg.call_id)
-            conn.calls[msg.call_id] = call
+            conn.link(call)
         self.apply(call, CallEvent.REPLY_OK if ok else CallEvent.REPLY_FAIL, now,
                    f"{msg.message_type.name} result {msg.result_code}")
 
@@ -105,12 +116,12 @@ class CallBook:
         own = kind in (MessageType.CCRQ, MessageType.CDN)
         value = msg.call_id if own else msg.peer_call_id
         if direction is Direction.OUTBOUND:
-            return (conn.calls.get(value) or conn.by_server.get(value)) if own else conn.by_server.get(value)
-        call = conn.by_server.get(value) if own else None
+            return (conn.by_original(value) or conn.by_server_id(value)) if own else conn.by_server_id(value)
+        call = conn.by_server_id(value) if own else None
         if call is None:
             owner = conn.space.owner(value)
             if owner is not None and owner[0] == conn.conn_id:
-                call = conn.calls.get(owner[1])
+                call = conn.by_original(owner[1])
         return call
 
     # -- transitions -------------------------------------------------------------------------
@@ -137,39 +148,34 @@ class CallBook:
         translated = None if original is None else conn.space.forward(conn.conn_id, original)
         call = Call(conn.conn_id, conn.client, conn.server, original, translated, server_id,
                     CallState.SETUP, now, now, now, initiator)
-        if original is not None:
-            conn.calls[original] = call
-        if server_id is not None:
-            conn.by_server[server_id] = call
+        conn.link(call)
         self.total += 1
         self.emit(Event("call-setup", f"PPTP call setup on control connection {conn.conn_id}: "
                         f"{_describe(call)}", {"conn": conn.conn_id, "call_id": original, "server_call_id": server_id}))
         return call
 
     def _set_server_id(self, conn: Connection, call: Call, server_id: int) -> None:
-        if call.server_id is not None and conn.by_server.get(call.server_id) is call:
-            del conn.by_server[call.server_id]
+        conn.unlink(call, server_only=True)
         call.server_id = server_id
-        conn.by_server[server_id] = call
+        conn.link(call)
 
     def _open(self, call: Call) -> None:
-        self.gre_in[(call.server, call.translated)] = call
-        self.gre_out[(call.client, call.server, call.server_id)] = call
+        self.gre_in[gre_in_key(call.server, call.translated)] = call
+        self.gre_out[gre_out_key(call.client, call.server, call.server_id)] = call
         self.emit(Event("call-up", f"PPTP call up: {_describe(call)}", _event_data(call)))
 
     def _close_gre(self, call: Call) -> None:
-        if self.gre_in.get((call.server, call.translated)) is call:
-            del self.gre_in[(call.server, call.translated)]
-        if self.gre_out.get((call.client, call.server, call.server_id)) is call:
-            del self.gre_out[(call.client, call.server, call.server_id)]
+        key = gre_in_key(call.server, call.translated)
+        if self.gre_in.get(key) is call:
+            del self.gre_in[key]
+        key = gre_out_key(call.client, call.server, call.server_id)
+        if self.gre_out.get(key) is call:
+            del self.gre_out[key]
 
     def _release(self, call: Call, why: str) -> None:
         self._close_gre(call)
         conn = self.conn_of(call)
-        if call.original is not None and conn.calls.get(call.original) is call:
-            del conn.calls[call.original]
-        if call.server_id is not None and conn.by_server.get(call.server_id) is call:
-            del conn.by_server[call.server_id]
+        conn.unlink(call)
         if call.original is not None:
             conn.space.release(conn.conn_id, call.original)
         self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}", {**_event_data(call), "reason": why}))
@@ -179,9 +185,7 @@ class CallBook:
     conn_of: Callable[[Call], Connection]  # set by the tracker
 
     def calls_of(self, conn: Connection) -> list[Call]:
-        calls = list(conn.calls.values())
-        calls += [c for c in conn.by_server.values() if c.original is None]
-        return calls
+        return conn.all_calls()
 
     def release_all(self, conn: Connection, now: float, why: str) -> None:
         for call in self.calls_of(conn):

@@ -6,8 +6,7 @@ those fields byte by byte as they pass, and hands the complete original message 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 from fixup.errors import BadInput
 from fixup.wire.pptp import PREFIX_LENGTH, Header, parse_header
@@ -27,86 +26,87 @@ class FieldRewrite(Protocol):
 
 
 Plan = tuple[tuple[int, FieldRewrite], ...]
-Planner = Callable[[Header], Plan]
-MessageSink = Callable[[Header, bytes], None]
-ErrorSink = Callable[[BadInput], None]
 
 
-@dataclass(slots=True)
-class _Progress:
-    buf: bytearray = field(default_factory=bytearray)
-    header: Header | None = None
-    plan: Plan = ()
-    desynced: bool = False
+class FramerSink(Protocol):
+    """Who the framer reports to (the tracker); ``owner`` and ``direction`` are passed back."""
 
-    def copy(self) -> _Progress:
-        return _Progress(bytearray(self.buf), self.header, self.plan, self.desynced)
+    def plan_message(self, owner: Any, direction: Any, header: Header) -> Plan: ...
+
+    def message_complete(self, owner: Any, direction: Any, header: Header, raw: bytes) -> None: ...
+
+    def message_malformed(self, owner: Any, err: BadInput) -> None: ...
+
+
+Checkpoint = tuple[bytes, "Header | None", Plan, bool]
 
 
 class MessageFramer:
     """Feeds one direction's new bytes; returns them with Call ID fields rewritten."""
 
-    def __init__(self, planner: Planner, on_message: MessageSink, on_error: ErrorSink) -> None:
-        self._planner = planner
-        self._on_message = on_message
-        self._on_error = on_error
-        self._p = _Progress()
+    __slots__ = ("_sink", "_owner", "_direction", "_buf", "_header", "_plan", "desynced")
 
-    @property
-    def desynced(self) -> bool:
-        return self._p.desynced
+    def __init__(self, sink: FramerSink, owner: Any, direction: Any) -> None:
+        self._sink = sink
+        self._owner = owner
+        self._direction = direction
+        self._buf = b""  # the current message so far (bytes: the empty one is shared)
+        self._header: Header | None = None
+        self._plan: Plan = ()
+        self.desynced = False
 
-    @property
-    def at_boundary(self) -> bool:
-        return not self._p.buf
+    def checkpoint(self) -> Checkpoint:
+        return self._buf, self._header, self._plan, self.desynced
 
-    def checkpoint(self) -> _Progress:
-        return self._p.copy()
-
-    def restore(self, saved: _Progress) -> None:
-        self._p = saved
+    def restore(self, saved: Checkpoint) -> None:
+        self._buf, self._header, self._plan, self.desynced = saved
 
     def resync(self) -> None:
         """Start afresh at a message boundary (the caller saw a valid header at this offset)."""
-        self._p = _Progress()
+        self._next_message()
+        self.desynced = False
+
+    def _next_message(self) -> None:
+        self._buf = b""
+        self._header = None
+        self._plan = ()
 
     def feed(self, data: bytes | bytearray | memoryview) -> bytearray:
         out = bytearray(data)
         i, n = 0, len(out)
-        while i < n and not self._p.desynced:
+        while i < n and not self.desynced:
             i = self._consume(out, i)
         return out
 
     def _consume(self, out: bytearray, i: int) -> int:
-        p = self._p
-        target = p.header.length if p.header else PREFIX_LENGTH
-        take = min(target - len(p.buf), len(out) - i)
-        pos = len(p.buf)
-        p.buf += out[i:i + take]
-        if p.header is None:
-            if len(p.buf) == PREFIX_LENGTH:
+        header = self._header
+        target = header.length if header else PREFIX_LENGTH
+        take = min(target - len(self._buf), len(out) - i)
+        pos = len(self._buf)
+        self._buf += bytes(out[i:i + take])
+        if header is None:
+            if len(self._buf) == PREFIX_LENGTH:
                 self._start_message()
             return i + take
         self._rewrite_fields(out, i, pos, take)
-        if len(p.buf) == p.header.length:
-            header, message = p.header, bytes(p.buf)
-            self._p = _Progress()
-            self._on_message(header, message)
+        if len(self._buf) == header.length:
+            message = self._buf
+            self._next_message()
+            self._sink.message_complete(self._owner, self._direction, header, message)
         return i + take
 
     def _start_message(self) -> None:
-        p = self._p
         try:
-            p.header = parse_header(p.buf)
+            self._header = parse_header(self._buf)
         except BadInput as err:
-            p.desynced = True
-            self._on_error(err)
+            self.desynced = True
+            self._sink.message_malformed(self._owner, err)
             return
-        p.plan = self._planner(p.header)
+        self._plan = self._sink.plan_message(self._owner, self._direction, self._header)
 
     def _rewrite_fields(self, out: bytearray, i: int, pos: int, take: int) -> None:
-        buf, end = self._p.buf, pos + take
-        for offset, rewrite in self._p.plan:
+        buf, end = self._buf, pos + take
+        for offset, rewrite in self._plan:
             if pos <= offset < end:
                 low = buf[offset + 1] if offset + 1 < end else None
                 out[i + offset - pos] = rewrite.high(buf[offset], low)

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from fixup.proto.callids import CallIdSpace
     from fixup.proto.framer import MessageFramer
 
-ConnKey = tuple[bytes, int, bytes, int]  # client address, client port, server address, server port
+ConnKey = tuple[bytes, int, bytes, int]
+_SERVER = 1 << 16  # client address, client port, server address, server port
 
 
 @dataclass(slots=True, eq=False)
@@ -49,22 +50,58 @@ class Call:
         }
 
 
-@dataclass(slots=True, eq=False)
 class Connection:
     """One PPTP control connection (a TCP connection to a control port)."""
 
-    conn_id: int
-    key: ConnKey
-    space: CallIdSpace
-    created: float
-    last_seen: float
-    state: ControlState = ControlState.IDLE
-    changed: float = 0.0
-    streams: dict[Direction, StreamDirection] = field(default_factory=dict)
-    framers: dict[Direction, MessageFramer] = field(default_factory=dict)
-    calls: dict[int, Call] = field(default_factory=dict)  # by original Call ID
-    by_server: dict[int, Call] = field(default_factory=dict)  # by server Call ID
-    messages: dict[Direction, int] = field(default_factory=lambda: {Direction.OUTBOUND: 0, Direction.INBOUND: 0})
+    __slots__ = ("conn_id", "key", "space", "created", "last_seen", "state", "changed", "_index",
+                 "stream_out", "stream_in", "framer_out", "framer_in", "messages_out", "messages_in")
+
+    def __init__(self, conn_id: int, key: ConnKey, space: CallIdSpace, now: float) -> None:
+        self.conn_id = conn_id
+        self.key = key
+        self.space = space
+        self.created = self.last_seen = self.changed = now
+        self.state = ControlState.IDLE
+        # one dict for both lookups (10,000s of connections): original Call ID -> call, and
+        # server Call ID | _SERVER -> call
+        self._index: dict[int, Call] = {}
+        self.stream_out, self.stream_in = StreamDirection(), StreamDirection()
+        self.framer_out: MessageFramer | None = None  # set by the tracker, which is their sink
+        self.framer_in: MessageFramer | None = None
+        self.messages_out = self.messages_in = 0
+
+    def by_original(self, original: int) -> Call | None:
+        return self._index.get(original)
+
+    def by_server_id(self, server_id: int) -> Call | None:
+        return self._index.get(server_id | _SERVER)
+
+    def link(self, call: Call) -> None:
+        """Index ``call`` under its original and server Call IDs, whichever are known."""
+        if call.original is not None:
+            self._index[call.original] = call
+        if call.server_id is not None:
+            self._index[call.server_id | _SERVER] = call
+
+    def unlink(self, call: Call, *, server_only: bool = False) -> None:
+        keys = [] if server_only or call.original is None else [call.original]
+        if call.server_id is not None:
+            keys.append(call.server_id | _SERVER)
+        for key in keys:
+            if self._index.get(key) is call:
+                del self._index[key]
+
+    def all_calls(self) -> list[Call]:
+        return list({id(call): call for call in self._index.values()}.values())
+
+    def server_ids(self) -> frozenset[int]:
+        return frozenset(key & 0xFFFF for key in self._index if key & _SERVER)
+
+    def stream(self, direction: Direction) -> StreamDirection:
+        return self.stream_out if direction is Direction.OUTBOUND else self.stream_in
+
+    def framer(self, direction: Direction) -> MessageFramer:
+        return self.framer_out if direction is Direction.OUTBOUND else self.framer_in
 
     @property
     def client(self) -> bytes:
@@ -80,6 +117,6 @@ class Connection:
             "id": self.conn_id, "client": str(IPv4Address(client)), "client_port": cport,
             "server": str(IPv4Address(server)), "server_port": sport, "state": self.state.value,
             "age": round(now - self.created, 3), "idle": round(now - self.last_seen, 3),
-            "calls": len(self.calls) + sum(1 for c in self.by_server.values() if c.original is None),
-            "messages_out": self.messages[Direction.OUTBOUND], "messages_in": self.messages[Direction.INBOUND],
+            "calls": len(self.all_calls()),
+            "messages_out": self.messages_out, "messages_in": self.messages_in,
         }

@@ -6,7 +6,6 @@ acknowledges it, so a retransmitted or overlapping segment is rewritten identica
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 
 SEQ_MOD = 1 << 32
@@ -23,14 +22,15 @@ class Placement(Enum):
     OUTSIDE = "outside"  # not within any plausible window
 
 
-@dataclass(slots=True)
 class StreamDirection:
     """Sequence space and rewrite memory of one direction."""
 
-    base: int | None = None  # sequence number of stream offset 0
-    next_offset: int = 0
-    rewrites: dict[int, int] = field(default_factory=dict)  # offset -> byte we sent instead
-    fin: bool = False
+    __slots__ = ("base", "next_offset", "rewrites")
+
+    def __init__(self) -> None:
+        self.base: int | None = None  # sequence number of stream offset 0
+        self.next_offset = 0
+        self.rewrites: dict[int, int] | None = None  # offset -> byte we sent instead (made when needed)
 
     @property
     def synced(self) -> bool:
@@ -59,11 +59,16 @@ class StreamDirection:
         """Put back into ``payload`` (covering ``[start, end)``) every byte we rewrote there
         before.  Returns whether anything changed."""
         changed = False
-        for offset, byte in self.rewrites.items():
+        for offset, byte in (self.rewrites or {}).items():
             if start <= offset < end and payload[offset - start] != byte:
                 payload[offset - start] = byte
                 changed = True
         return changed
+
+    def record(self, offset: int, byte: int) -> None:
+        if self.rewrites is None:
+            self.rewrites = {}
+        self.rewrites[offset] = byte
 
     def acknowledge(self, ack_seq: int) -> None:
         """The peer acknowledged everything before ``ack_seq``: forget rewrites there."""
@@ -76,3 +81,5 @@ class StreamDirection:
             if first >= acked:
                 break
             del rewrites[first]
+        if not rewrites:
+            self.rewrites = None

@@ -7,12 +7,11 @@ are translated so every client may share one PAT address (:mod:`fixup.proto.call
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
 
 from ipaddress import IPv4Address
 
 from fixup.errors import BadInput, BadReserved, NotPptpGre
-from fixup.proto.calls import CallBook
+from fixup.proto.calls import CallBook, gre_in_key, gre_out_key
 from fixup.proto.config import TrackerConfig
 from fixup.proto.framer import CallIdsExhausted, MessageFramer, Plan
 from fixup.proto.model import Call, ConnKey, Connection
@@ -21,7 +20,7 @@ from fixup.proto.stream import Placement, StreamDirection
 from fixup.proto.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
 from fixup.proto.verdict import ACCEPT, Direction, Event, Verdict, drop
 from fixup.wire import ip as ipw
-from fixup.wire.gre import CALL_ID_OFFSET, check_payload, parse_gre
+from fixup.wire.gre import CALL_ID_OFFSET, check_payload, parse_gre, valid_length
 from fixup.wire.pptp import Header, MessageType, parse_header, parse_message
 from fixup.wire.pptp_messages import StartControlResult
 
@@ -104,12 +103,12 @@ class Tracker:
         """Counters of GRE forwarded outside the tracker (the kernel path): packets and bytes per
         (server, translated ID) inbound and per (client, server, server ID) outbound, cumulative;
         ``unknown``: GRE of no call dropped there.  A call whose counters moved was active."""
-        for key, (packets, octets) in inbound.items():
-            call = self.calls.gre_in.get(key)
+        for (server, translated), (packets, octets) in inbound.items():
+            call = self.calls.gre_in.get(gre_in_key(server, translated))
             if call is not None and packets != call.packets_in:
                 call.packets_in, call.bytes_in, call.last_activity = packets, octets, now
-        for key, (packets, octets) in outbound.items():
-            call = self.calls.gre_out.get(key)
+        for (client, server, server_id), (packets, octets) in outbound.items():
+            call = self.calls.gre_out.get(gre_out_key(client, server, server_id))
             if call is not None and packets != call.packets_out:
                 call.packets_out, call.bytes_out, call.last_activity = packets, octets, now
         self.kernel_drops["unknown-call"] = unknown
@@ -144,18 +143,21 @@ class Tracker:
     # -- GRE (RFC 2637 section 4.1) ---------------------------------------------------------------
 
     def _gre(self, packet: bytes, ip: ipw.Ipv4Header, direction: Direction, now: float) -> Verdict:
-        try:
-            gre = parse_gre(packet, ip.header_length)
-        except NotPptpGre:
-            self.counters["gre_not_pptp"] += 1
-            return ACCEPT
-        check_payload(gre, ip.total_length - ip.header_length - gre.header_length)
+        start = ip.header_length
+        if valid_length(packet, start, ip.total_length) < 0:
+            try:  # raises what precisely is wrong
+                header = parse_gre(packet, start)
+                check_payload(header, ip.total_length - start - header.header_length)
+            except NotPptpGre:
+                self.counters["gre_not_pptp"] += 1
+                return ACCEPT
+        call_id = packet[start + CALL_ID_OFFSET:start + CALL_ID_OFFSET + 2]
         if direction is OUT:
-            call = self.calls.gre_out.get((ip.src, ip.dst, gre.call_id))
+            call = self.calls.gre_out.get(packet[12:20] + call_id)
         elif ip.dst != self.pat:
             return self._drop("not-for-pat")
         else:
-            call = self.calls.gre_in.get((ip.src, gre.call_id))
+            call = self.calls.gre_in.get(packet[12:16] + call_id)
         if call is None:
             return self._drop("unknown-call")
         return Verdict(True, self._translate_gre(packet, ip, call, direction, now))
@@ -197,12 +199,12 @@ class Tracker:
                 self._forget(conn)
             conn = self._open_connection(key, now)
         conn.last_seen = now
-        stream, other = conn.streams[direction], conn.streams[IN if direction is OUT else OUT]
+        stream, other = conn.stream(direction), conn.stream(IN if direction is OUT else OUT)
         if tcp.flags & ipw.TCP_ACK:
             other.acknowledge(tcp.ack)
         if tcp.flags & ipw.TCP_SYN:
             stream.sync(tcp.seq + 1)
-            conn.framers[direction].resync()
+            conn.framer(direction).resync()
         verdict = ACCEPT
         payload = packet[tcp.payload_offset:ip.total_length]
         if payload and not tcp.flags & ipw.TCP_SYN:
@@ -213,11 +215,9 @@ class Tracker:
 
     def _open_connection(self, key: ConnKey, now: float) -> Connection:
         conn_id, self._next_id = self._next_id, self._next_id + 1
-        conn = Connection(conn_id, key, self.calls.space_for(key[2]), now, now, changed=now)
-        for direction in (OUT, IN):
-            conn.streams[direction] = StreamDirection()
-            conn.framers[direction] = MessageFramer(
-                self._planner(conn, direction), self._on_message(conn, direction), self._on_bad_message(conn))
+        conn = Connection(conn_id, key, self.calls.space_for(key[2]), now)
+        conn.framer_out = MessageFramer(self, conn, OUT)
+        conn.framer_in = MessageFramer(self, conn, IN)
         self.connections[key] = conn
         self.by_id[conn_id] = conn
         self.counters["connections_total"] += 1
@@ -225,7 +225,7 @@ class Tracker:
 
     def _payload(self, conn: Connection, direction: Direction, packet: bytes, ip: ipw.Ipv4Header,
                  tcp: ipw.TcpHeader, payload: bytes, now: float) -> Verdict:
-        stream, framer = conn.streams[direction], conn.framers[direction]
+        stream, framer = conn.stream(direction), conn.framer(direction)
         if not stream.synced:
             if not _starts_message(payload):
                 self.anomalies["unsynced-stream"] += 1
@@ -269,48 +269,48 @@ class Tracker:
         base = stream.next_offset
         for i, (before, after) in enumerate(zip(data[fresh:], rewritten)):
             if before != after:
-                stream.rewrites[base + i] = after
+                stream.record(base + i, after)
         data[fresh:] = rewritten
         return True
 
     # -- messages --------------------------------------------------------------------------------
 
-    def _planner(self, conn: Connection, direction: Direction) -> Callable[[Header], Plan]:
-        def plan(header: Header) -> Plan:
-            event = _control_event(header.message_type)
-            step = CONTROL_TRANSITIONS.get((conn.state, event))
-            if step is None or step[0] is not ControlAction.TRACK_CALL:
-                return ()
-            return plan_message(header.message_type, direction, conn.space, conn.conn_id,
-                                self._anomaly, frozenset(conn.by_server))
-        return plan
+    def plan_message(self, conn: Connection, direction: Direction, header: Header) -> Plan:
+        """Framer callback: the Call ID rewrites of a message whose header just arrived."""
+        step = CONTROL_TRANSITIONS.get((conn.state, _control_event(header.message_type)))
+        if step is None or step[0] is not ControlAction.TRACK_CALL:
+            return ()
+        return plan_message(header.message_type, direction, conn.space, conn.conn_id,
+                            self._anomaly, conn.server_ids())
 
-    def _on_message(self, conn: Connection, direction: Direction) -> Callable[[Header, bytes], None]:
-        def on_message(header: Header, raw: bytes) -> None:
-            self.counters["control_messages"] += 1
-            conn.messages[direction] += 1
+    def message_complete(self, conn: Connection, direction: Direction, header: Header, raw: bytes) -> None:
+        """Framer callback: a whole message (original bytes) has passed."""
+        self.counters["control_messages"] += 1
+        if direction is OUT:
+            conn.messages_out += 1
+        else:
+            conn.messages_in += 1
+        try:
+            msg = parse_message(raw)
+        except BadReserved:
+            self.anomalies["bad-reserved"] += 1
             try:
-                msg = parse_message(raw)
-            except BadReserved:
-                self.anomalies["bad-reserved"] += 1
-                try:
-                    msg = parse_message(raw, strict=False)
-                except BadInput as err:  # Reserved0 (RFC 2637 section 1.4) is checked even so
-                    self._on_bad_message(conn)(err)
-                    return
-            event = _control_event(header.message_type, getattr(msg, "result_code", None))
-            action = self._control(conn, event, self._now, header.message_type.name)
-            if action is ControlAction.TRACK_CALL:
-                self.calls.on_message(conn, direction, msg, self._now)
-        return on_message
+                msg = parse_message(raw, strict=False)
+            except BadInput as err:  # Reserved0 (RFC 2637 section 1.4) is checked even so
+                self.message_malformed(conn, err)
+                return
+        event = _control_event(header.message_type, getattr(msg, "result_code", None))
+        action = self._control(conn, event, self._now, header.message_type.name)
+        if action is ControlAction.TRACK_CALL:
+            self.calls.on_message(conn, direction, msg, self._now)
 
-    def _on_bad_message(self, conn: Connection) -> Callable[[BadInput], None]:
-        def on_bad(err: BadInput) -> None:
-            self.anomalies[err.reason] += 1
-            self._events.append(Event("protocol-error", f"control connection {conn.conn_id}: {err}; "
-                                      "passing the rest of this stream untouched until a message starts a segment",
-                                      {"conn": conn.conn_id, "reason": err.reason}))
-        return on_bad
+    def message_malformed(self, conn: Connection, err: BadInput) -> None:
+        """Framer callback: a header that does not parse; the stream is passed untouched until a
+        segment starts with a valid header."""
+        self.anomalies[err.reason] += 1
+        self._events.append(Event("protocol-error", f"control connection {conn.conn_id}: {err}; "
+                                  "passing the rest of this stream untouched until a message starts a segment",
+                                  {"conn": conn.conn_id, "reason": err.reason}))
 
     def _control(self, conn: Connection, event: ControlEvent, now: float, why: str) -> ControlAction | None:
         """Run ``event`` through :data:`CONTROL_TRANSITIONS`."""

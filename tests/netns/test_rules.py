@@ -100,8 +100,8 @@ def ns() -> Iterator[Namespace]:
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
 
 
-def policy() -> Policy:
-    return Policy(inside=(INSIDE,), outside=OUTSIDE, pptp_ports=(1723,), queue_num=1723)
+def policy(gre: str = "queue") -> Policy:
+    return Policy(inside=(INSIDE,), outside=OUTSIDE, pptp_ports=(1723,), queue_num=1723, gre=gre)
 
 
 def state(ns: Namespace) -> tuple[str, str, str, str, str]:
@@ -123,6 +123,18 @@ def test_probe_finds_xtables_nfqueue(ns: Namespace) -> None:
     assert netfilter.leftovers(ns.commands) == []  # the probe leaves nothing behind
     assert "FIXUP_PROBE" not in ns.exec("iptables-nft", "-t", "mangle", "-S").stdout
     assert "fixup_probe" not in ns.exec("nft", "list", "tables").stdout
+
+
+def test_kernel_gre_mode_loads_maps_and_queues_no_gre(ns: Namespace) -> None:
+    caps = netfilter.probe_capabilities(ns.commands)
+    netfilter.install(netfilter.build_ruleset(policy("kernel"), PAT, caps), ns.commands)
+    try:
+        table, fwd, pre, _forward, _prerouting = state(ns)
+        assert "map gre_in_addr" in table and "set gre_out" in table and "chain gre_in" in table
+        assert "-p gre" not in fwd and not pre.strip()
+    finally:
+        netfilter.remove(ns.commands)
+    assert netfilter.leftovers(ns.commands) == []
 
 
 def test_install_twice_then_remove(ns: Namespace) -> None:
