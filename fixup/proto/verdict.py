@@ -12,7 +12,7 @@ class Direction(Enum):
     INBOUND = "in"  # from the outside interface, toward the PAT address / inside clients
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, frozen __init__ costs twice as much
 class Verdict:
     """``accept``: let the packet go on.  ``packet``: the rewritten packet (IP header included,
     checksums correct) or None when it goes on unchanged.  ``reason``: for a drop, the counter

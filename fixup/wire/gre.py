@@ -148,20 +148,9 @@ def _check_range(name: str, value: object, maximum: int) -> None:
         raise BadValue(f"{name} = {value!r} is not an integer in 0..{maximum}", where=WHERE)
 
 
-_FIXED_MASK = (MUST_BE_ZERO | FLAG_K | VERSION_MASK) << 16 | 0xFFFF
-_FIXED_VALUE = (FLAG_K | GRE_VERSION) << 16 | GRE_PROTOCOL_PPP
 
-
-def valid_length(data: bytes | bytearray, offset: int, end: int) -> int:
-    """The per-packet fast check: the header length of a valid enhanced GRE header at ``offset``
-    whose payload fits before ``end``, or -1 (then :func:`parse_gre` and :func:`check_payload`
-    say what is wrong).  Same rules as those two, without building a :class:`GreHeader`."""
-    if end - offset < BASE_LENGTH:
-        return -1
-    word = int.from_bytes(data[offset:offset + 4], "big")
-    if word & _FIXED_MASK != _FIXED_VALUE:
-        return -1
-    length = BASE_LENGTH + (4 if word & FLAG_S << 16 else 0) + (4 if word & FLAG_A << 16 else 0)
-    if offset + length + int.from_bytes(data[offset + 4:offset + 6], "big") > end:
-        return -1
-    return length
+# For a per-packet path that must not build a GreHeader: the 32-bit word of flags/version and
+# protocol, masked, must equal this for RFC 2637 enhanced GRE (S and A may be either).
+FIXED_WORD_MASK = (MUST_BE_ZERO | FLAG_K | VERSION_MASK) << 16 | 0xFFFF
+FIXED_WORD_VALUE = (FLAG_K | GRE_VERSION) << 16 | GRE_PROTOCOL_PPP
+WORD_S, WORD_A = FLAG_S << 16, FLAG_A << 16

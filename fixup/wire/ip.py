@@ -113,3 +113,4 @@ def rewrite_addresses(packet: bytearray, ip: Ipv4Header, *, src: bytes | None = 
     if dst is not None:
         packet[16:20] = dst
     set_ipv4_checksum(packet, ip.header_length)
+

@@ -9,7 +9,7 @@ from fixup.proto.config import Timeouts, TrackerConfig
 from fixup.proto.tracker import Tracker
 from fixup.proto.verdict import Direction, Verdict
 from fixup.wire.gre import GreHeader, build_gre
-from fixup.wire.ip import internet_checksum
+from fixup.wire.ip import internet_checksum  # noqa: F401 (tests use it)
 from fixup.wire.pptp import build_message
 
 OUT, IN = Direction.OUTBOUND, Direction.INBOUND

@@ -280,3 +280,45 @@ def test_random_packets_never_raise():
             pkt[6:8] = b"\x00\x00"
         v = t.handle_packet(bytes(pkt), rng.choice([IN, OUT]), 1.0)
         assert isinstance(v.accept, bool)
+
+
+def _with_ip_option(packet: bytes) -> bytes:
+    """The same packet with a 4-byte IPv4 option (NOPs + EOL): IHL 6, the general GRE path."""
+    from tests.unit.flows import internet_checksum
+    body = packet[20:]
+    header = bytearray(packet[:20] + b"\x01\x01\x01\x00")
+    header[0] = 0x46
+    header[2:4] = (24 + len(body)).to_bytes(2, "big")
+    header[10:12] = b"\x00\x00"
+    header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+    return bytes(header) + body
+
+
+@pytest.mark.parametrize("client", ["10.99.1.10", "172.31.255.254", "1.2.3.4"])
+def test_gre_fast_path_matches_the_general_path_and_checksums_verify(client):
+    from tests.unit.flows import internet_checksum
+    t = tracker()
+    flow = established(t, IPv4Address(client))
+    tid = place_call(flow, 0x1234, 0xBEEF)
+    for direction, packet in ((IN, gre(SERVER, PAT, tid, b"abc")), (OUT, gre(IPv4Address(client), SERVER, 0xBEEF, b"abc"))):
+        fast = t.handle_packet(packet, direction, 1.0).packet
+        general = t.handle_packet(_with_ip_option(packet), direction, 1.0).packet
+        assert internet_checksum(fast[:20]) == 0 and internet_checksum(general[:24]) == 0
+        assert fast[12:20] == general[12:20] and fast[20:] == general[24:]
+    assert fast[12:16] == PAT.packed
+    assert t.snapshot(1.0)["calls"][0]["packets_in"] == 2
+
+
+def test_kernel_path_counters_mark_calls_active_and_count_unknown_gre():
+    t = tracker(call_idle=30)
+    flow = established(t, CLIENTS[0])
+    tid = place_call(flow, 0, 10)
+    t.note_gre_counts({(SERVER.packed, tid): (7, 700)}, {(CLIENTS[0].packed, SERVER.packed, 10): (3, 300)}, 4, now=25.0)
+    (call,) = t.snapshot(25.0)["calls"]
+    assert (call["packets_in"], call["bytes_in"], call["packets_out"], call["bytes_out"]) == (7, 700, 3, 300)
+    assert t.snapshot(25.0)["drops"]["unknown-call"] == 4
+    t.poll(50.0)  # idle since 25 only
+    assert len(t.snapshot(50.0)["calls"]) == 1
+    t.note_gre_counts({(SERVER.packed, tid): (7, 700)}, {}, 4, now=60.0)  # nothing moved
+    t.poll(60.0)
+    assert t.snapshot(60.0)["calls"] == []
