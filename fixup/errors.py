@@ -98,3 +98,21 @@ class PolicyError(FixupError):
 
 class SetupError(FixupError):
     """The host cannot do what the policy asks (missing interface, no NFQUEUE, ...)."""
+
+
+class BadPpp(BadInput):
+    """A PPP frame, control packet or option that does not parse (RFC 1661 sections 2, 5, 6)."""
+
+    reason = "bad-ppp"
+
+
+class BadAuth(BadInput):
+    """A PAP / CHAP / MS-CHAP packet that does not parse (RFC 1334, RFC 1994, RFC 2433, RFC 2759)."""
+
+    reason = "bad-auth"
+
+
+class BadMppe(BadInput):
+    """An MPPE packet that cannot be decrypted (RFC 3078 section 3)."""
+
+    reason = "bad-mppe"
