@@ -19,6 +19,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fixup.errors import PolicyError
+from fixup.policy_terminate import TerminatePolicy, parse_terminate
 from fixup.proto.config import Timeouts, TrackerConfig
 
 DEFAULT_PPTP_PORTS: tuple[int, ...] = (1723,)  # RFC 2637 section 2: the PPTP control port
@@ -53,7 +54,8 @@ _HMS = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")  # PIX "timeout conn 1:00:00"
 class Policy:
     """A validated policy.  ``pat_address`` None means "the outside interface's primary IPv4
     address", which only the daemon can resolve.  ``pptp_ports`` empty means no PPTP fixup.
-    ``terminate`` and ``aaa`` are reserved sections, kept raw until they are implemented."""
+    ``terminate``: local PPTP dial-in (:mod:`fixup.policy_terminate`); ``aaa`` is reserved,
+    kept raw until it is implemented."""
 
     inside: tuple[str, ...]
     outside: str
@@ -65,7 +67,7 @@ class Policy:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     log_level: str = DEFAULT_LOG_LEVEL
     source: str = "<policy>"
-    terminate: dict[str, Any] | None = field(default=None, hash=False)
+    terminate: TerminatePolicy | None = field(default=None, hash=False)
     aaa: dict[str, Any] | None = field(default=None, hash=False)
 
     def tracker_config(self, pat_address: IPv4Address | None = None) -> TrackerConfig:
@@ -159,7 +161,7 @@ class _Parser:
             ),
             log_level=self.optional(runtime, "log_level", "runtime", self.log_level, DEFAULT_LOG_LEVEL),
             source=self.path,
-            terminate=self.raw_section(top.get("terminate"), "terminate"),
+            terminate=parse_terminate(self, top.get("terminate")),
             aaa=self.raw_section(top.get("aaa"), "aaa"),
         )
 

@@ -1,0 +1,155 @@
+"""The ``terminate`` policy section: local PPTP dial-in, like PIX ``vpdn group 1 accept dialin pptp``.
+
+Parsed with the same line-aware checks as the rest of the policy (:mod:`fixup.policy`); pure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from fixup.policy import _Parser
+
+AUTH_METHODS = ("pap", "chap", "mschap", "mschap-v2")  # vpdn group 1 ppp authentication ...
+MSCHAP_METHODS = frozenset({"mschap", "mschap-v2"})
+MPPE_MODES = ("none", "40", "128", "auto")  # vpdn group 1 ppp encryption mppe 40|128|auto
+TERMINATE_KEYS = ("listen", "local_address", "authentication", "encryption", "pool", "dns", "wins", "users",
+                  "max_sessions")
+ENCRYPTION_KEYS = ("mppe", "required", "stateless")
+STATELESS_MODES = ("auto", "always", "never")
+DEFAULT_MAX_SESSIONS = 127  # PIX 6.x: 128 sockets, one of them the listener
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """``mppe``: none | 40 | 128 | auto; ``required``: end the call when the client will not
+    encrypt (seed: "mppe required but not active"); ``stateless``: RFC 3078 H bit policy."""
+
+    mppe: str = "none"
+    required: bool = False
+    stateless: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminatePolicy:
+    """A validated ``terminate`` section."""
+
+    listen_address: IPv4Address | None
+    listen_interface: str | None
+    local_address: IPv4Address | None  # our end of every PPP link; default: the listen address
+    authentication: tuple[str, ...]
+    encryption: Encryption
+    pool: tuple[IPv4Address, IPv4Address]
+    dns: tuple[IPv4Address, ...] = ()
+    wins: tuple[IPv4Address, ...] = ()
+    users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+
+    @property
+    def pool_size(self) -> int:
+        return int(self.pool[1]) - int(self.pool[0]) + 1
+
+
+def parse_terminate(p: _Parser, node: Node | None) -> TerminatePolicy | None:
+    """``terminate:``; absent or empty = no local termination."""
+    if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
+        return None
+    t = p.section(node, "terminate", TERMINATE_KEYS)
+    for required in ("listen", "pool"):
+        if required not in t:
+            p.fail(f"missing required key ({'address or interface to accept PPTP on' if required == 'listen' else 'ip local pool, first-last'})",
+                   f"terminate.{required}", node)
+    listen_address, listen_interface = _listen(p, t["listen"])
+    authentication = p.optional(t, "authentication", "terminate", lambda n, k: _methods(p, n, k), AUTH_METHODS)
+    encryption = _encryption(p, t.get("encryption"), authentication)
+    return TerminatePolicy(
+        listen_address=listen_address,
+        listen_interface=listen_interface,
+        local_address=p.optional(t, "local_address", "terminate", p.pat_address, None),
+        authentication=authentication,
+        encryption=encryption,
+        pool=_pool(p, t["pool"], "terminate.pool"),
+        dns=p.optional(t, "dns", "terminate", lambda n, k: _addresses(p, n, k, 2), ()),
+        wins=p.optional(t, "wins", "terminate", lambda n, k: _addresses(p, n, k, 2), ()),
+        users=MappingProxyType(p.optional(t, "users", "terminate", lambda n, k: _users(p, n, k), {})),
+        max_sessions=p.optional(t, "max_sessions", "terminate",
+                                lambda n, k: p.integer(n, k, "a session count 1-65535", 1, 65535), DEFAULT_MAX_SESSIONS),
+    )
+
+
+def _listen(p: _Parser, node: Node) -> tuple[IPv4Address | None, str | None]:
+    text = p.scalar_text(node, "terminate.listen", "an IPv4 address or an interface name")
+    if text[:1].isdigit():
+        return p.pat_address(node, "terminate.listen"), None
+    return None, p.interface(node, "terminate.listen")
+
+
+def _methods(p: _Parser, node: Node, key: str) -> tuple[str, ...]:
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    methods: list[str] = []
+    for index, item in enumerate(items):
+        name = p.choice(item, f"{key}[{index}]", AUTH_METHODS, lower=True)
+        if name in methods:
+            p.fail(f"{name} listed twice", f"{key}[{index}]", item)
+        methods.append(name)
+    if not methods:
+        p.fail(f"expected at least one of {', '.join(AUTH_METHODS)}", key, node)
+    return tuple(methods)
+
+
+def _encryption(p: _Parser, node: Node | None, methods: tuple[str, ...]) -> Encryption:
+    e = p.section(node, "terminate.encryption", ENCRYPTION_KEYS)
+    mppe = p.optional(e, "mppe", "terminate.encryption", lambda n, k: p.choice(n, k, MPPE_MODES, lower=True), "none")
+    required = p.optional(e, "required", "terminate.encryption", lambda n, k: _boolean(p, n, k), False)
+    if mppe != "none" and not MSCHAP_METHODS & set(methods):
+        p.fail("MPPE needs MS-CHAP keys (RFC 3079): add mschap or mschap-v2 to terminate.authentication, "
+               "or set mppe: none", "terminate.encryption.mppe", e.get("mppe", node))
+    if required and mppe == "none":
+        p.fail("encryption required but mppe is none", "terminate.encryption.required", e["required"])
+    return Encryption(mppe=mppe, required=required,
+                      stateless=p.optional(e, "stateless", "terminate.encryption",
+                                           lambda n, k: p.choice(n, k, STATELESS_MODES, lower=True), "auto"))
+
+
+def _boolean(p: _Parser, node: Node, key: str) -> bool:
+    if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
+        return node.value.lower() in ("true", "yes", "on")
+    p.fail(f"expected true or false, got {node.value!r}" if isinstance(node, ScalarNode) else "expected true or false",
+           key, node)
+
+
+def _pool(p: _Parser, node: Node, key: str) -> tuple[IPv4Address, IPv4Address]:
+    """``ip local pool NAME first-last``."""
+    text = p.scalar_text(node, key, "an address range first-last")
+    first_text, _, last_text = text.partition("-")
+    first = p.pat_address(ScalarNode(node.tag, first_text.strip(), node.start_mark, node.end_mark), key)
+    last = p.pat_address(ScalarNode(node.tag, (last_text or first_text).strip(), node.start_mark, node.end_mark), key)
+    if int(last) < int(first):
+        p.fail(f"pool {text!r} ends before it starts", key, node)
+    if int(last) - int(first) >= 65536:
+        p.fail("pool larger than 65536 addresses", key, node)
+    return first, last
+
+
+def _addresses(p: _Parser, node: Node, key: str, most: int) -> tuple[IPv4Address, ...]:
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if len(items) > most:
+        p.fail(f"at most {most} addresses (primary, secondary: RFC 1877)", key, node)
+    return tuple(p.pat_address(item, f"{key}[{i}]") for i, item in enumerate(items))
+
+
+def _users(p: _Parser, node: Node, key: str) -> dict[str, str]:
+    """``vpdn username NAME password SECRET``, as a mapping."""
+    if not isinstance(node, MappingNode):
+        p.fail("expected a mapping of user name to password", key, node)
+    users: dict[str, str] = {}
+    for name_node, secret_node in node.value:
+        name = p.scalar_text(name_node, key, "a user name")
+        if name in users:
+            p.fail(f"user {name!r} defined twice", f"{key}.{name}", name_node)
+        users[name] = p.scalar_text(secret_node, f"{key}.{name}", "a password")
+    return users
