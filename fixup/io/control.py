@@ -41,8 +41,16 @@ def set_log_level(level: str) -> None:
     logging.getLogger("fixup").setLevel(LOG_LEVELS[level])
 
 
+class ControlledVpdn(Protocol):
+    """The part of the local PPTP server the control socket uses (``show vpdn``, ``clear vpdn``)."""
+
+    def snapshot(self) -> dict: ...
+
+    def clear(self, tunnel_id: int | None) -> int: ...
+
+
 def dispatch(tracker: ControlledTracker, request: object, now: float,
-             set_level: Callable[[str], None] = set_log_level) -> dict[str, Any]:
+             set_level: Callable[[str], None] = set_log_level, vpdn: ControlledVpdn | None = None) -> dict[str, Any]:
     """Answer one request (pure apart from ``set_level``)."""
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         return {"ok": False, "error": 'request must be a JSON object with a "cmd" string'}
@@ -63,15 +71,30 @@ def dispatch(tracker: ControlledTracker, request: object, now: float,
         set_level(level)
         log.info("fixup: log level %s", level)
         return {"ok": True, "result": {"level": level}}
+    if cmd in ("show-vpdn", "clear-vpdn"):
+        return _vpdn(vpdn, cmd, request)
     return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _vpdn(vpdn: ControlledVpdn | None, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+    """``show vpdn`` / ``clear vpdn tunnel ID|all`` (PIX 6.x), for the ``terminate`` section."""
+    if vpdn is None:
+        return {"ok": False, "error": "no local PPTP termination: the policy has no 'terminate' section"}
+    if cmd == "show-vpdn":
+        return {"ok": True, "result": vpdn.snapshot()}
+    tunnel = request.get("tunnel")
+    if tunnel is not None and (not isinstance(tunnel, int) or isinstance(tunnel, bool)):
+        return {"ok": False, "error": "tunnel must be an integer or null (all)"}
+    return {"ok": True, "result": {"cleared": vpdn.clear(tunnel)}}
 
 
 class ControlServer:
     """Serves :func:`dispatch` on a unix socket at ``path`` inside an asyncio loop."""
 
     def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic,
-                 before_request: Callable[[], None] | None = None) -> None:
+                 before_request: Callable[[], None] | None = None, vpdn: ControlledVpdn | None = None) -> None:
         self.tracker = tracker
+        self.vpdn = vpdn
         self.before_request = before_request  # e.g. read the kernel path's counters
         self.path = path
         self.clock = clock
@@ -135,7 +158,7 @@ class ControlServer:
         try:
             if self.before_request is not None:
                 self.before_request()
-            return dispatch(self.tracker, request, self.clock())
+            return dispatch(self.tracker, request, self.clock(), vpdn=self.vpdn)
         except Exception as err:  # noqa: BLE001 - report, do not die
             log.exception("control command failed")
             return {"ok": False, "error": f"{type(err).__name__}: {err}"}

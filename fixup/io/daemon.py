@@ -21,6 +21,7 @@ from fixup.io.control import ControlServer
 from fixup.io.gre_maps import GreMaps
 from fixup.io.nfqueue import QueueShell, interface_directions
 from fixup.io.nftlib import Nft
+from fixup.io.terminate_io import TerminateIo
 
 if TYPE_CHECKING:
     from fixup.policy import Policy
@@ -94,7 +95,8 @@ def run(policy: Policy) -> int:
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
         plane = ControlPlane(tracker, GreMaps(Nft()) if policy.gre == "kernel" else None)
-        control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts)
+        vpdn = _terminate_io(policy, plane)
+        control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn)
         control.prepare()
         ruleset = netfilter.build_ruleset(policy, pat, netfilter.probe_capabilities())
         netfilter.ensure_forwarding()
@@ -104,7 +106,7 @@ def run(policy: Policy) -> int:
         netfilter.install(ruleset)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
         log.info("%s", startup_line(policy, pat))
-        asyncio.run(_serve(plane, shell, control))
+        asyncio.run(_serve(plane, shell, control, vpdn))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
     finally:
@@ -143,6 +145,19 @@ class ControlPlane:
             self.gre_maps.apply(events)
         log_events(events)
 
+    def local_call(self, added: bool, peer: str, call_id: int) -> None:
+        """A call this host terminates began or ended: let its GRE in (RFC 2637 section 4.1)."""
+        key = IPv4Address(peer).packed + call_id.to_bytes(2, "big")
+        if added:
+            self.tracker.local_gre.add(key)
+        else:
+            self.tracker.local_gre.discard(key)
+        if self.gre_maps is not None:
+            try:
+                self.gre_maps.nft.run(f"{'add' if added else 'delete'} element ip fixup local_gre {{ {peer} . {call_id} }}")
+            except SetupError as err:
+                log.error("fixup: local call %s/%d: %s", peer, call_id, err)
+
     def refresh_counts(self) -> None:
         """Read the kernel path's per-call GRE counters into the tracker."""
         if self.gre_maps is None:
@@ -158,18 +173,35 @@ class ControlPlane:
                                      unknown=unknown, now=time.monotonic())
 
 
-async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer) -> None:
-    """The event loop: queue reader, 1 s timer, control socket, until a stop signal."""
+def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
+    """The local PPTP server of the ``terminate`` section, if there is one."""
+    if policy.terminate is None:
+        return None
+    t = policy.terminate
+    listen = t.listen_address
+    if listen is None:
+        listen = primary_ipv4(t.listen_interface)
+        if listen is None:
+            raise SetupError(f"terminate.listen interface {t.listen_interface} has no IPv4 address")
+    return TerminateIo(t, listen, t.local_address or listen, on_call=plane.local_call)
+
+
+async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None) -> None:
+    """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop signal."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     loop.add_reader(shell.fileno(), shell.process_pending)
     await control.start()
+    if vpdn is not None:
+        await vpdn.start()
     timer = asyncio.create_task(_tick_forever(plane))
     try:
         await stop.wait()
     finally:
+        if vpdn is not None:
+            await vpdn.stop()
         timer.cancel()
         loop.remove_reader(shell.fileno())
         await control.stop()

@@ -275,7 +275,8 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
 
     Inbound, before routing: destination := client, Call ID := original (both looked up by
     server address and translated Call ID, so the address is rewritten first).  Outbound, in
-    FORWARD: source := PAT when (client, server, server Call ID) is a call."""
+    FORWARD: source := PAT when (client, server, server Call ID) is a call.  Set ``local_gre``:
+    (client, our Call ID) of calls this host terminates itself, delivered locally."""
     inside = _nft_set(policy.inside, quote=True)
     outside = f'"{policy.outside}"'
     gre_in = f"iifname {outside} ip daddr {pat_address} ip protocol gre {_GRE_VERSION_1}"
@@ -285,11 +286,13 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         f"  map gre_in_addr {{ typeof {in_key} : ip daddr; counter; }}",
         f"  map gre_in_id {{ typeof {in_key} : {_GRE_CALL_ID}; }}",
         f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; counter; }}",
+        f"  set local_gre {{ typeof {in_key}; }}",
         "  counter gre_in_unknown { }",
         "  counter gre_out_unknown { }",
         "  chain gre_in {",
         "    type filter hook prerouting priority raw; policy accept;",
         f"    {gre_in} ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
+        f"    {gre_in} {in_key} @local_gre accept",
         f"    {gre_in} counter name gre_in_unknown drop",
         "  }",
         "  chain gre_out {",

@@ -51,6 +51,7 @@ class Tracker:
         self._pat_sum = (pat >> 16) + (pat & 0xFFFF)  # one's-complement pieces for RFC 1624
         self._pat_complement = (~pat >> 16 & 0xFFFF) + (~pat & 0xFFFF)
         self.gre_in = self.gre_out = 0
+        self.local_gre: set[bytes] = set()  # source + Call ID of calls this host terminates itself
         self.connections: dict[ConnKey, Connection] = {}
         self.by_id: dict[int, Connection] = {}
         self.counters: Counter[str] = Counter()
@@ -181,7 +182,7 @@ class Tracker:
             return self._drop("not-for-pat")
         call = self.calls.gre_in.get(packet[12:16] + packet[26:28])
         if call is None:
-            return self._drop("unknown-call")
+            return ACCEPT if packet[12:16] + packet[26:28] in self.local_gre else self._drop("unknown-call")
         call.packets_in += 1
         call.bytes_in += total
         call.last_activity = now
@@ -206,6 +207,8 @@ class Tracker:
             return self._drop("not-for-pat")
         else:
             call = self.calls.gre_in.get(packet[12:16] + call_id)
+            if call is None and packet[12:16] + call_id in self.local_gre:
+                return ACCEPT
         if call is None:
             return self._drop("unknown-call")
         return Verdict(True, self._translate_gre(packet, ip, call, direction, now))

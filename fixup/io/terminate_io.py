@@ -1,0 +1,162 @@
+"""I/O for local PPTP termination: the TCP 1723 listener, a raw GRE socket and the TUN device
+around the pure :class:`fixup.proto.terminate.TerminateServer`, in the daemon's event loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from ipaddress import IPv4Address
+from typing import Any, Callable
+
+from fixup.errors import SetupError
+from fixup.io.tun import TunDevice
+from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.terminate import TerminateServer
+
+log = logging.getLogger("fixup.vpdn")
+
+PPTP_PORT = 1723  # RFC 2637 section 1.3
+TICK = 0.05  # GRE ack delay and reorder timeout are of this order
+EVENT_LEVELS = {"debug": logging.DEBUG, "pptp-error": logging.WARNING, "call-refused": logging.WARNING,
+                "auth-failed": logging.WARNING}
+
+
+class TerminateIo:
+    """Owns the sockets and the TUN device; ``on_call`` is told (added, peer, call id) so GRE
+    rules can let the call's packets reach this host."""
+
+    def __init__(self, policy: TerminatePolicy, listen: IPv4Address, local: IPv4Address,
+                 on_call: Callable[[bool, str, int], None] | None = None) -> None:
+        self.policy = policy
+        self.listen = listen
+        self.server = TerminateServer(policy, local, time.monotonic())
+        self.tun = TunDevice()
+        self.local = local
+        self.on_call = on_call or (lambda added, peer, call_id: None)
+        self.gre: socket.socket | None = None
+        self.tcp_server: asyncio.AbstractServer | None = None
+        self.writers: dict[int, asyncio.StreamWriter] = {}
+        self.ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tun.open(self.local, self.policy.pool)
+        try:
+            self.gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
+            self.gre.bind((str(self.listen), 0))
+            self.gre.setblocking(False)
+            self.tcp_server = await asyncio.start_server(self._serve_tunnel, str(self.listen), PPTP_PORT,
+                                                         reuse_address=True, backlog=256)
+        except OSError as err:
+            self.close()
+            raise SetupError(f"cannot accept PPTP on {self.listen}:{PPTP_PORT}: {err}") from err
+        loop.add_reader(self.gre.fileno(), self._gre_readable)
+        loop.add_reader(self.tun.fd, self._tun_readable)
+        self.ticker = asyncio.create_task(self._tick())
+        log.info("fixup: vpdn accept dialin pptp on %s, pool %s-%s, authentication %s, mppe %s%s, max sessions %d",
+                 self.listen, *self.policy.pool, " ".join(self.policy.authentication), self.policy.encryption.mppe,
+                 " required" if self.policy.encryption.required else "", self.policy.max_sessions)
+
+    async def stop(self) -> None:
+        now = time.monotonic()
+        self.server.clear(now)
+        self._flush()
+        if self.ticker is not None:
+            self.ticker.cancel()
+        for writer in list(self.writers.values()):
+            writer.close()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+        self.close()
+
+    def close(self) -> None:
+        loop = asyncio.get_event_loop()
+        if self.gre is not None:
+            loop.remove_reader(self.gre.fileno())
+            self.gre.close()
+            self.gre = None
+        if self.tun.fd is not None:
+            loop.remove_reader(self.tun.fd)
+        self.tun.close()
+
+    # -- input --------------------------------------------------------------------------------
+
+    async def _serve_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_ip, peer_port = writer.get_extra_info("peername")[:2]
+        tunnel_id = self.server.tunnel_opened(IPv4Address(peer_ip).packed, peer_port, time.monotonic())
+        self.writers[tunnel_id] = writer
+        self._flush()
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                self.server.tcp_in(tunnel_id, data, time.monotonic())
+                self._flush()
+        except (ConnectionError, OSError) as err:
+            log.debug("tunnel %d: %s", tunnel_id, err)
+        finally:
+            self.writers.pop(tunnel_id, None)
+            self.server.tunnel_closed(tunnel_id, time.monotonic())
+            self._flush()
+            writer.close()
+
+    def _gre_readable(self) -> None:
+        for _ in range(256):
+            try:
+                data, (source, _port) = self.gre.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            ihl = (data[0] & 0x0F) * 4
+            self.server.gre_in(IPv4Address(source).packed, data[ihl:], time.monotonic())
+        self._flush()
+
+    def _tun_readable(self) -> None:
+        for _ in range(256):
+            packet = self.tun.read()
+            if packet is None:
+                break
+            self.server.tun_in(packet, time.monotonic())
+        self._flush()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self.server.poll(time.monotonic())
+                self._flush()
+            except Exception:  # noqa: BLE001 - the timer must survive one bad session
+                log.exception("fixup: terminate poll failed")
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        server = self.server
+        for tunnel_id, data in server.take_tcp():
+            writer = self.writers.get(tunnel_id)
+            if writer is not None:
+                writer.write(data)
+        for tunnel_id in server.take_close():
+            writer = self.writers.pop(tunnel_id, None)
+            if writer is not None:
+                writer.close()
+        for peer, packet in server.take_gre():
+            try:
+                self.gre.sendto(packet, (str(IPv4Address(peer)), 0))
+            except OSError as err:
+                log.debug("GRE to %s dropped: %s", IPv4Address(peer), err)
+        for packet in server.take_tun():
+            self.tun.write(packet)
+        for event in server.take_events():
+            if event.kind in ("call-admitted", "call-ended"):  # let the call's GRE reach this host
+                self.on_call(event.kind == "call-admitted", event.data["peer"], event.data["call"])
+            log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.server.snapshot(time.monotonic())
+
+    def clear(self, tunnel_id: int | None) -> int:
+        cleared = self.server.clear(time.monotonic(), tunnel_id)
+        self._flush()
+        return cleared

@@ -1,0 +1,349 @@
+"""Local PPTP termination, pure: control connections, calls, GRE channels and PPP sessions
+(RFC 2637 + RFC 1661), like PIX ``vpdn group 1 accept dialin pptp``.
+
+The I/O layer hands in TCP bytes per tunnel, GRE packets per source address and IP packets
+from the TUN device, with ``now``; it takes out TCP bytes, GRE packets, IP packets, tunnels to
+close and events to log.  Tunnel ids and call ids are ours; call ids are unique across tunnels
+so inbound GRE (keyed by our call id, RFC 2637 section 4.1) finds its call directly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Callable
+
+from fixup.errors import BadInput
+from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.auth import LocalUsers, VerifyRequest, VerifyResult, verify_locally
+from fixup.proto.gre_channel import GreChannel
+from fixup.proto.pool import AddressPool
+from fixup.proto.pptp_server import PptpServerConnection, ServerConfig, ServerEvent
+from fixup.proto.ppp.session import PppSession, SessionConfig
+from fixup.proto.terminate_config import session_config
+from fixup.proto.verdict import Event
+from fixup.wire import pptp_messages as m
+from fixup.wire.gre import parse_gre
+
+Verifier = Callable[[VerifyRequest], "VerifyResult | None"]  # None: the answer comes later
+
+
+@dataclass(slots=True, eq=False)
+class LocalCall:
+    call_id: int
+    peer_call_id: int
+    tunnel_id: int
+    peer: bytes
+    address: IPv4Address
+    channel: GreChannel
+    session: PppSession
+    created: float
+    announced: bool = False  # the "Tunnel created" line was logged
+
+
+@dataclass(slots=True, eq=False)
+class Tunnel:
+    tunnel_id: int
+    peer: bytes
+    peer_port: int
+    conn: PptpServerConnection
+    created: float
+    calls: dict[int, LocalCall] = field(default_factory=dict)  # by our call id
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class TerminateServer:
+    """Every terminated tunnel and call of one ``terminate`` policy."""
+
+    def __init__(self, policy: TerminatePolicy, local_address: IPv4Address, now: float, *,
+                 random_bytes: Callable[[int], bytes] = os.urandom, verifier: Verifier | None = None,
+                 server: ServerConfig = ServerConfig()) -> None:
+        self.policy = policy
+        self.local_address = local_address
+        self.random_bytes = random_bytes
+        users = LocalUsers(policy.users)
+        self.verifier: Verifier = verifier or (lambda request: verify_locally(request, users))
+        self.server = server
+        self.session_config: SessionConfig = session_config(policy, local_address)
+        self.pool = AddressPool(*policy.pool, reserved=frozenset({local_address}))
+        self.tunnels: dict[int, Tunnel] = {}
+        self.calls: dict[int, LocalCall] = {}  # by our call id
+        self.by_address: dict[IPv4Address, LocalCall] = {}
+        self._next_tunnel = 1
+        self._next_call = 1
+        self._tcp: list[tuple[int, bytes]] = []
+        self._close: list[int] = []
+        self._gre: list[tuple[bytes, bytes]] = []
+        self._tun: list[bytes] = []
+        self._events: list[Event] = []
+        self.refused = 0
+        self.unknown_gre = 0
+
+    # -- tunnels (TCP) ----------------------------------------------------------------------------
+
+    def tunnel_opened(self, peer: bytes, peer_port: int, now: float) -> int:
+        tunnel_id, self._next_tunnel = self._next_tunnel, self._next_tunnel % 0xFFFF + 1
+        self.tunnels[tunnel_id] = Tunnel(tunnel_id, peer, peer_port, PptpServerConnection(self.server, now), now)
+        self._debug(f"Tnl {tunnel_id} PPTP: Tunnel created; peer initiated ({_ip(peer)}:{peer_port})")
+        return tunnel_id
+
+    def tcp_in(self, tunnel_id: int, data: bytes, now: float) -> None:
+        tunnel = self.tunnels.get(tunnel_id)
+        if tunnel is None:
+            return
+        tunnel.packets_in += 1
+        tunnel.bytes_in += len(data)
+        tunnel.conn.receive(data, now)
+        self._drain_tunnel(tunnel, now)
+
+    def tunnel_closed(self, tunnel_id: int, now: float, why: str = "TCP closed") -> None:
+        tunnel = self.tunnels.pop(tunnel_id, None)
+        if tunnel is None:
+            return
+        for call in list(tunnel.calls.values()):
+            call.session.lower_down(now, why)
+            self._end_call(call, now, why, notify=False)
+        self._events.append(Event("tunnel-deleted", f"603105: PPTP Tunnel deleted, tunnel_id = {tunnel_id}, "
+                                  f"remote_peer_ip = {_ip(tunnel.peer)} ({why})", {"tunnel": tunnel_id}))
+
+    # -- calls (GRE) and the TUN device -------------------------------------------------------------
+
+    def gre_in(self, source: bytes, packet: bytes, now: float) -> None:
+        """An IP payload of protocol 47 from ``source`` (the IP header already stripped)."""
+        try:
+            header = parse_gre(packet)
+        except BadInput:
+            self.unknown_gre += 1
+            return
+        call = self.calls.get(header.call_id)
+        if call is None or call.peer != source:
+            self.unknown_gre += 1
+            return
+        frames, out = call.channel.receive(header, packet[header.header_length:], now)
+        self._gre += [(call.peer, gre) for gre in out]
+        for frame in frames:
+            call.session.frame_in(frame, now)
+        self._drain_call(call, now)
+
+    def tun_in(self, packet: bytes, now: float) -> None:
+        """An IPv4 packet the kernel routed to the pool."""
+        if len(packet) < 20:
+            return
+        call = self.by_address.get(IPv4Address(packet[16:20]))
+        if call is not None:
+            call.session.ip_out(packet, now)
+            self._drain_call(call, now)
+
+    # -- time and commands ---------------------------------------------------------------------------
+
+    def poll(self, now: float) -> None:
+        for tunnel in list(self.tunnels.values()):
+            tunnel.conn.poll(now)
+            self._drain_tunnel(tunnel, now)
+        for call in list(self.calls.values()):
+            delivered, out = call.channel.poll(now)
+            self._gre += [(call.peer, gre) for gre in out]
+            for frame in delivered:
+                call.session.frame_in(frame, now)
+            call.session.poll(now)
+            self._drain_call(call, now)
+
+    def clear(self, now: float, tunnel_id: int | None = None) -> int:
+        """``clear vpdn tunnel ID|all``: LCP Terminate, CDN, StopCCRQ."""
+        tunnels = list(self.tunnels.values()) if tunnel_id is None else [t for t in [self.tunnels.get(tunnel_id)] if t]
+        for tunnel in tunnels:
+            for call in list(tunnel.calls.values()):
+                call.session.close(now, "cleared by operator")
+                self._drain_call(call, now)
+                self._end_call(call, now, "cleared by operator")
+            tunnel.conn.stop(now)
+            self._drain_tunnel(tunnel, now)
+            self._close.append(tunnel.tunnel_id)
+            self.tunnel_closed(tunnel.tunnel_id, now, "cleared by operator")
+        return len(tunnels)
+
+    def take_tcp(self) -> list[tuple[int, bytes]]:
+        out, self._tcp = self._tcp, []
+        return out
+
+    def take_close(self) -> list[int]:
+        out, self._close = self._close, []
+        return out
+
+    def take_gre(self) -> list[tuple[bytes, bytes]]:
+        out, self._gre = self._gre, []
+        return out
+
+    def take_tun(self) -> list[bytes]:
+        out, self._tun = self._tun, []
+        return out
+
+    def take_events(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+    # -- control connection events --------------------------------------------------------------------
+
+    def _drain_tunnel(self, tunnel: Tunnel, now: float) -> None:
+        for event in tunnel.conn.take_events():
+            self._on_control(tunnel, event, now)
+        self._flush_tcp(tunnel)
+        if tunnel.conn.closed and tunnel.tunnel_id in self.tunnels:
+            self._close.append(tunnel.tunnel_id)
+            self.tunnel_closed(tunnel.tunnel_id, now, "control connection closed")
+
+    def _flush_tcp(self, tunnel: Tunnel) -> None:
+        data = tunnel.conn.take_output()
+        if data:
+            tunnel.packets_out += 1
+            tunnel.bytes_out += len(data)
+            self._tcp.append((tunnel.tunnel_id, data))
+
+    def _on_control(self, tunnel: Tunnel, event: ServerEvent, now: float) -> None:
+        tid = tunnel.tunnel_id
+        if event.kind == "control-up":
+            peer = event.message
+            self._debug(f"Tnl {tid} PPTP: CC I SCCRQ, vendor {peer.vendor_string!r}, hostname {peer.host_name!r}; "
+                        "CC O SCCRP; state change wt-sccrq to estabd")
+        elif event.kind == "call-request":
+            self._admit(tunnel, event.message, now)
+        elif event.kind == "call-clear":
+            for call in [c for c in tunnel.calls.values() if c.peer_call_id == event.message.call_id]:
+                call.session.lower_down(now, f"{event.reason} from client")
+                self._end_call(call, now, f"{event.reason} from client", notify=event.message.message_type == m.MessageType.CCRQ)
+        elif event.kind in ("protocol-error", "wan-error"):
+            self._events.append(Event("pptp-error", f"Tnl {tid} PPTP: {event.reason or event.kind}", {"tunnel": tid}))
+        elif event.kind == "link-info":
+            self._debug(f"Tnl {tid} PPTP: CC I SLI")
+
+    def _admit(self, tunnel: Tunnel, request: m.OutgoingCallRequest, now: float) -> None:
+        """OCRQ: a session, a pool address and a call id, or a refusal with a reason logged."""
+        tid = tunnel.tunnel_id
+        self._debug(f"Tnl {tid} PPTP: CC I OCRQ, call id 0x{request.call_id:x}, recv win size {request.packet_recv_window_size}")
+        problem = None
+        if len(self.calls) >= self.policy.max_sessions:
+            problem = f"max_sessions {self.policy.max_sessions} reached"
+        address = self.pool.allocate() if problem is None else None
+        if problem is None and address is None:
+            problem = f"address pool {self.policy.pool[0]}-{self.policy.pool[1]} exhausted"
+        if problem is not None:
+            self.refused += 1
+            tunnel.conn.refuse_call(request, m.OutgoingCallResult.GENERAL_ERROR, error_code=4)  # No-Resource
+            self._events.append(Event("call-refused", f"Tnl {tid} PPTP: call from {_ip(tunnel.peer)} refused: {problem}",
+                                      {"tunnel": tid, "reason": problem}))
+            return
+        call_id = self._free_call_id()
+        session = PppSession(self.session_config, address, now, random_bytes=self.random_bytes)
+        channel = GreChannel(request.call_id, request.packet_recv_window_size, now)
+        call = LocalCall(call_id, request.call_id, tid, tunnel.peer, address, channel, session, now)
+        tunnel.calls[call_id] = self.calls[call_id] = call
+        self.by_address[address] = call
+        tunnel.conn.accept_call(request, call_id)
+        self._events.append(Event("call-admitted", f"Tnl/Cl {tid}/{call_id} PPTP: call from {_ip(tunnel.peer)} "
+                                  f"(peer call id 0x{request.call_id:x}), address {address}",
+                                  {"peer": _ip(tunnel.peer), "call": call_id}))
+        self._debug(f"Tnl/Cl {tid}/{call_id} PPTP: CC O OCRP; state change wt-vacc to estabd")
+        session.start(now)
+        self._drain_call(call, now)
+
+    def _free_call_id(self) -> int:
+        while self._next_call in self.calls or self._next_call == 0:
+            self._next_call = self._next_call % 0xFFFF + 1
+        call_id, self._next_call = self._next_call, self._next_call % 0xFFFF + 1
+        return call_id
+
+    # -- session outputs -------------------------------------------------------------------------------
+
+    def _drain_call(self, call: LocalCall, now: float) -> None:
+        session = call.session
+        for request in session.take_verify_requests():
+            result = self.verifier(request)
+            if result is not None:
+                session.verify_result(result, now)
+        for frame in session.take_frames():
+            self._gre += [(call.peer, gre) for gre in call.channel.send(frame, now)]
+        self._tun += session.take_ip()
+        for kind, text in session.take_events():
+            self._on_session_event(call, kind, text)
+        tunnel = self.tunnels.get(call.tunnel_id)
+        if tunnel is not None:
+            self._flush_tcp(tunnel)
+        if session.closed and call.call_id in self.calls:
+            self._end_call(call, now, session.failure or "PPP down")
+
+    def _on_session_event(self, call: LocalCall, kind: str, text: str) -> None:
+        tid, cid = call.tunnel_id, call.call_id
+        if kind == "up":
+            call.announced = True
+            strength = f"{call.session.mppe_key_length} bits" if call.session.mppe_key_length else "None"
+            self._events.append(Event("tunnel-created", (
+                f"603104: PPTP Tunnel created, tunnel_id is {tid}, remote_peer_ip is {_ip(call.peer)} "
+                f"ppp_virtual_interface_id is {cid}, client_dynamic_ip is {call.address} "
+                f"username is {call.session.username or 'Unknown'}, MPPE_key_strength is {strength}"),
+                {"tunnel": tid, "call": cid, "user": call.session.username, "address": str(call.address)}))
+        elif kind == "auth-failed":
+            self._events.append(Event("auth-failed", f"603103: PPP virtual interface {cid} - {text}", {"call": cid}))
+        elif kind == "down":
+            self._events.append(Event("session-down", f"PPTP: Call id {cid}, tunnel {tid}, reason: {text}",
+                                      {"call": cid, "reason": text}))
+        else:
+            self._debug(f"Tnl/Cl {tid}/{cid} PPP: {text}")
+
+    def _end_call(self, call: LocalCall, now: float, why: str, notify: bool = True) -> None:
+        """Free the call id and the address; tell the client with a CDN (RFC 2637 section 2.13)."""
+        if self.calls.pop(call.call_id, None) is None:
+            return
+        self.by_address.pop(call.address, None)
+        self.pool.release(call.address)
+        tunnel = self.tunnels.get(call.tunnel_id)
+        if tunnel is not None:
+            tunnel.calls.pop(call.call_id, None)
+            if notify:
+                tunnel.conn.disconnect_call(call.call_id, m.DisconnectResult.ADMIN_SHUTDOWN
+                                            if "operator" in why else m.DisconnectResult.REQUEST, why.encode()[:128])
+                self._flush_tcp(tunnel)
+        if not call.session.closed:
+            call.session.lower_down(now, why)
+        self._events.append(Event("call-ended", f"PPTP: Call id {call.call_id}, tunnel {call.tunnel_id}, "
+                                  f"user {call.session.username or 'Unknown'}: {why}; address {call.address} returned",
+                                  {"peer": _ip(call.peer), "call": call.call_id, "reason": why}))
+
+    def _debug(self, text: str) -> None:
+        self._events.append(Event("debug", text, {}))
+
+    # -- show vpdn -------------------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict:
+        return {
+            "local_address": str(self.local_address),
+            "tunnels": [_tunnel_dict(t, now, str(self.local_address)) for t in self.tunnels.values()],
+            "sessions": [_call_dict(c, now) for c in self.calls.values()],
+            "pool": {"first": str(self.policy.pool[0]), "last": str(self.policy.pool[1]),
+                     "in_use": self.pool.in_use, "size": self.pool.size},
+            "max_sessions": self.policy.max_sessions, "refused": self.refused, "unknown_gre": self.unknown_gre,
+        }
+
+
+def _ip(raw: bytes) -> str:
+    return str(IPv4Address(raw))
+
+
+def _tunnel_dict(t: Tunnel, now: float, local: str) -> dict:
+    return {"id": t.tunnel_id, "remote_address": _ip(t.peer), "remote_port": t.peer_port, "local_address": local,
+            "state": t.conn.state.value, "since_change": round(now - t.conn.changed, 1), "sessions": len(t.calls),
+            "packets_sent": t.packets_out, "packets_received": t.packets_in,
+            "bytes_sent": t.bytes_out, "bytes_received": t.bytes_in}
+
+
+def _call_dict(c: LocalCall, now: float) -> dict:
+    s, ch = c.session, c.channel
+    return {"call_id": c.call_id, "tunnel_id": c.tunnel_id, "remote_address": _ip(c.peer),
+            "remote_call_id": c.peer_call_id, "username": s.username, "state": s.phase,
+            "since_change": round(now - s.changed, 1), "address": str(c.address),
+            "mppe": s.mppe_key_length, "packets_sent": ch.stats.sent, "packets_received": ch.stats.received,
+            "bytes_sent": ch.stats.bytes_sent, "bytes_received": ch.stats.bytes_received,
+            "seq": ch.next_send, "ack": ch.expected, "ack_received": ch.peer_acked, "peer_rws": ch.peer_window,
+            "out_of_order": ch.stats.out_of_order}
