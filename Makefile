@@ -8,14 +8,16 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.stamp-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev \
-	libnfnetlink-dev nftables iptables iproute2 kmod
+	libnfnetlink-dev nftables iptables iproute2 kmod netsniff-ng
 
-.PHONY: help setup packages lab test unit netns clean
+.PHONY: help setup packages lab bench test unit netns clean
 
 help:
 	@echo "make lab    live demo of the gateway in network namespaces"
+	@echo "make bench  benchmark: plain routing, kernel PPTP helper, fixup kernel and queue paths"
 	@echo "make test   the whole test suite (all tiers)"
 	@echo "make unit   unit tests only (-m unit)"
 	@echo "make netns  network-namespace tests only (-m netns, root)"
@@ -47,6 +49,12 @@ $(STAMP): pyproject.toml | packages $(VENV)/bin/python
 
 lab: setup
 	$(VENV)/bin/fixup lab
+
+# trafgen comes with netsniff-ng; py-spy (optional) profiles the queue path when it misses its target.
+bench: setup
+	@[ -x $(VENV)/bin/py-spy ] || PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -q py-spy \
+	  || echo "make bench: py-spy not installed, the queue-path profile will only show the CPU split"
+	$(VENV)/bin/fixup bench $(BENCH_ARGS)
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
 """The ``fixup`` command line.
 
 ``fixup run --policy FILE [--debug]``, ``fixup check --policy FILE``, ``fixup show calls|counters
-[--json]``, ``fixup clear calls [--conn ID]``, ``fixup debug pptp|off``, ``fixup lab ...``.
+[--json]``, ``fixup clear calls [--conn ID]``, ``fixup debug pptp|off``, ``fixup lab ...``,
+``fixup bench ...``.
 Errors are one line on stderr; exit status 2 for a bad policy, 1 for anything else.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     debug = sub.add_parser("debug", parents=[sock], help="switch the daemon's debug logging")
     debug.add_argument("what", choices=["pptp", "off"])
     sub.add_parser("lab", help="lab scenarios (arguments passed through)", add_help=False)
+    sub.add_parser("bench", help="benchmark against plain routing and the kernel helper (arguments passed through)",
+                   add_help=False)
     return parser
 
 
@@ -56,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["lab"]:
         return _lab(args_list[1:])
+    if args_list[:1] == ["bench"]:
+        return _bench(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         return _dispatch(args)
@@ -165,6 +170,12 @@ def _lab(argv: list[str]) -> int:
     from fixup.lab.scenario import main as lab_main
 
     return lab_main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from fixup.bench.main import main as bench_main
+
+    return bench_main(argv)
 
 
 if __name__ == "__main__":
