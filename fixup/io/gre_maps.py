@@ -55,11 +55,13 @@ class GreMaps:
 
     def __init__(self, nft: NftRunner) -> None:
         self.nft = nft
-        self.installed: dict[tuple[int, int | None], tuple[InKey, OutKey]] = {}  # (conn, original) -> keys
+        # which calls have elements now: conn << 16 | original Call ID (ints: 10,000s of calls)
+        self.installed: set[int] = set()
 
     def apply(self, events: Iterable[Any]) -> None:
         """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones.  Failures are
-        logged: the call then has no kernel translation and its GRE is dropped and counted."""
+        logged: the call then has no kernel translation and its GRE is dropped and counted.
+        The events carry every key, so nothing else is kept per call."""
         for event in events:
             if event.kind == "call-up":
                 self._add(event.data)
@@ -67,7 +69,7 @@ class GreMaps:
                 self._delete(event.data)
 
     def _add(self, d: dict[str, Any]) -> None:
-        key = (d["conn"], d["call_id"])
+        key = d["conn"] << 16 | d["call_id"]
         if key in self.installed:
             self._delete(d)
         try:
@@ -75,16 +77,17 @@ class GreMaps:
         except SetupError as err:
             log.error("fixup: cannot program GRE translation for call %s: %s", d, err)
             return
-        self.installed[key] = ((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"]))
+        self.installed.add(key)
 
     def _delete(self, d: dict[str, Any]) -> None:
-        keys = self.installed.pop((d["conn"], d["call_id"]), None)
-        if keys is None:
+        key = d["conn"] << 16 | d["call_id"]
+        if key not in self.installed:
             return
+        self.installed.discard(key)
         try:
-            self.nft.run(delete_commands(*keys))
+            self.nft.run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])))
         except SetupError as err:
-            log.error("fixup: cannot remove GRE translation %s: %s", keys, err)
+            log.error("fixup: cannot remove GRE translation for call %s: %s", d, err)
 
     def read_counts(self) -> tuple[dict[InKey, tuple[int, int]], dict[OutKey, tuple[int, int]], int]:
         """Per-element (packets, bytes) of ``gre_in_addr`` and ``gre_out``, and the unknown-call drops."""

@@ -45,6 +45,8 @@ IPTABLES = "iptables-nft"
 NFT = "nft"
 
 # xtables chain -> (table, built-in chain that jumps to it)
+# every form of jump an earlier (or this) version installed, for removal
+XT_JUMP_MATCHES: tuple[tuple[str, ...], ...] = ((), ("-p", "tcp"), ("-p", "gre"))
 XT_JUMPS: dict[str, tuple[str, str]] = {
     XT_FORWARD_CHAIN: ("mangle", "FORWARD"),
     XT_PREROUTING_CHAIN: ("raw", "PREROUTING"),
@@ -227,11 +229,18 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
         f"add table {NFT_FAMILY} {NFT_TABLE}",
         f"delete table {NFT_FAMILY} {NFT_TABLE}",
         f"table {NFT_FAMILY} {NFT_TABLE} {{",
-        "  chain gre_notrack {",
-        "    type filter hook prerouting priority -350; policy accept;",
-        f"    iifname {inside} ip protocol gre {_GRE_VERSION_1} notrack",
-        f"    iifname {outside} ip daddr {pat_address} ip protocol gre {_GRE_VERSION_1} notrack",
-        "  }",
+    ]
+    if policy.gre == "kernel":
+        lines += _nft_kernel_gre(policy, pat_address)  # notrack included, one chain per hook
+    else:
+        lines += [
+            "  chain gre_notrack {",
+            "    type filter hook prerouting priority -350; policy accept;",
+            f"    ip protocol gre iif {_iifs(policy)} {_GRE_VERSION_1} notrack",
+            f"    ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1} notrack",
+            "  }",
+        ]
+    lines += [
         "  chain pptp_snat {",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
@@ -241,8 +250,6 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
     lines.append("  }")
     if with_queue:
         lines += _nft_queue_chains(policy, pat_address)
-    if policy.gre == "kernel":
-        lines += _nft_kernel_gre(policy, pat_address)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -269,18 +276,24 @@ def _nft_queue_chains(policy: QueuePolicy, pat_address: IPv4Address) -> list[str
     ]
 
 
+def _iifs(policy: QueuePolicy) -> str:
+    """The inside interfaces for ``iif``: matched by index, cheaper per packet than by name
+    (the interfaces must exist when the rules are loaded; the daemon checks that first)."""
+    return _nft_set(policy.inside, quote=True)
+
+
 def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
     """``gre: kernel``: GRE of established calls translated statelessly by nftables maps that the
     daemon fills from the tracker (see :mod:`fixup.io.gre_maps`); GRE of no call counted, dropped.
 
-    Inbound, before routing: destination := client, Call ID := original (both looked up by
-    server address and translated Call ID, so the address is rewritten first).  Outbound, in
-    FORWARD: source := PAT when (client, server, server Call ID) is a call.  Set ``local_gre``:
-    (client, our Call ID) of calls this host terminates itself, delivered locally."""
-    inside = _nft_set(policy.inside, quote=True)
+    Inbound, before routing and conntrack: notrack, destination := client, Call ID := original
+    (both looked up by server address and translated Call ID, so the address is rewritten first).
+    Outbound: notrack before routing, then in FORWARD source := PAT when (client, server, server
+    Call ID) is a call.  Set ``local_gre``: (client, our Call ID) of calls this host terminates
+    itself, delivered locally.  Every rule tests the protocol first: other traffic leaves at once."""
     outside = f'"{policy.outside}"'
-    gre_in = f"iifname {outside} ip daddr {pat_address} ip protocol gre {_GRE_VERSION_1}"
-    gre_out = f"iifname {inside} oifname {outside} ip protocol gre {_GRE_VERSION_1}"
+    gre = f"ip protocol gre {_GRE_VERSION_1}"
+    gre_in = f"ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1}"
     in_key = f"ip saddr . {_GRE_CALL_ID}"
     return [
         f"  map gre_in_addr {{ typeof {in_key} : ip daddr; counter; }}",
@@ -291,14 +304,17 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         "  counter gre_out_unknown { }",
         "  chain gre_in {",
         "    type filter hook prerouting priority raw; policy accept;",
-        f"    {gre_in} ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
+        "    ip protocol != gre accept",
+        f"    {gre_in} notrack ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
         f"    {gre_in} {in_key} @local_gre accept",
         f"    {gre_in} counter name gre_in_unknown drop",
+        f"    iif {_iifs(policy)} {gre} notrack",
         "  }",
         "  chain gre_out {",
         "    type filter hook forward priority mangle; policy accept;",
-        f"    {gre_out} ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
-        f"    {gre_out} counter name gre_out_unknown drop",
+        f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} "
+        f"ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
+        f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} counter name gre_out_unknown drop",
         "  }",
     ]
 
@@ -318,11 +334,13 @@ def xtables_commands(policy: QueuePolicy, pat_address: IPv4Address) -> tuple[tup
             cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", out, "-o", inside, "-p", "tcp", "--sport", str(port), *queue))
         if policy.gre == "queue":
             cmds.append((*fwd, "-A", XT_FORWARD_CHAIN, "-i", inside, "-o", out, "-p", "gre", *queue))
-    cmds.append((*fwd, "-I", "FORWARD", "1", "-j", XT_FORWARD_CHAIN))
+    protocols = (("tcp",) if policy.pptp_ports else ()) + (("gre",) if policy.gre == "queue" else ())
+    for proto in protocols:  # other traffic never enters the chain
+        cmds.append((*fwd, "-I", "FORWARD", "1", "-p", proto, "-j", XT_FORWARD_CHAIN))
     if policy.gre == "queue":
         cmds.append((*pre, "-N", XT_PREROUTING_CHAIN))
         cmds.append((*pre, "-A", XT_PREROUTING_CHAIN, "-i", out, "-d", str(pat_address), "-p", "gre", *queue))
-        cmds.append((*pre, "-I", "PREROUTING", "1", "-j", XT_PREROUTING_CHAIN))
+        cmds.append((*pre, "-I", "PREROUTING", "1", "-p", "gre", "-j", XT_PREROUTING_CHAIN))
     return tuple(cmds)
 
 
@@ -367,9 +385,10 @@ def _remove_xt_chain(commands: Commands, table: str, builtin: str, chain: str) -
     ipt = [IPTABLES, "-t", table]
     if not _xt_chain_present(commands, table, chain):
         return
-    for _ in range(64):  # every duplicate jump an earlier crash may have left
-        if not commands.ok([*ipt, "-D", builtin, "-j", chain]):
-            break
+    for match in XT_JUMP_MATCHES:
+        for _ in range(64):  # every duplicate jump an earlier crash may have left
+            if not commands.ok([*ipt, "-D", builtin, *match, "-j", chain]):
+                break
     commands.run([*ipt, "-F", chain], check=False)
     commands.run([*ipt, "-X", chain], check=False)
     if shutil.which(NFT) is not None and _xt_chain_present(commands, table, chain):

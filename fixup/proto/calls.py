@@ -146,7 +146,7 @@ class CallBook:
     def _new_call(self, conn: Connection, original: int | None, server_id: int | None, now: float,
                   initiator: str) -> Call:
         translated = None if original is None else conn.space.forward(conn.conn_id, original)
-        call = Call(conn.conn_id, conn.client, conn.server, original, translated, server_id,
+        call = Call(conn, conn.client, conn.server, original, translated, server_id,
                     CallState.SETUP, now, now, now, initiator)
         conn.link(call)
         self.total += 1
@@ -174,15 +174,13 @@ class CallBook:
 
     def _release(self, call: Call, why: str) -> None:
         self._close_gre(call)
-        conn = self.conn_of(call)
+        conn = call.conn
         conn.unlink(call)
         if call.original is not None:
             conn.space.release(conn.conn_id, call.original)
         self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}", {**_event_data(call), "reason": why}))
 
     # -- whole connections and time ------------------------------------------------------------
-
-    conn_of: Callable[[Call], Connection]  # set by the tracker
 
     def calls_of(self, conn: Connection) -> list[Call]:
         return conn.all_calls()

@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     from fixup.proto.callids import CallIdSpace
     from fixup.proto.framer import MessageFramer
 
-ConnKey = tuple[bytes, int, bytes, int]
-_SERVER = 1 << 16  # client address, client port, server address, server port
+ConnKey = tuple[bytes, int, bytes, int]  # client address, client port, server address, server port
 
 
 @dataclass(slots=True, eq=False)
@@ -23,7 +22,7 @@ class Call:
     reply, for a call the server requested); ``translated``: what the server sees instead;
     ``server_id``: the server's own Call ID (None until its request or reply)."""
 
-    conn_id: int
+    conn: Connection
     client: bytes
     server: bytes
     original: int | None
@@ -38,6 +37,10 @@ class Call:
     bytes_out: int = 0
     packets_in: int = 0
     bytes_in: int = 0
+
+    @property
+    def conn_id(self) -> int:
+        return self.conn.conn_id
 
     def to_dict(self, now: float) -> dict:
         return {
@@ -62,40 +65,40 @@ class Connection:
         self.space = space
         self.created = self.last_seen = self.changed = now
         self.state = ControlState.IDLE
-        # one dict for both lookups (10,000s of connections): original Call ID -> call, and
-        # server Call ID | _SERVER -> call
-        self._index: dict[int, Call] = {}
+        # a connection has one call, or a few: a list, scanned, is the smallest index
+        # (10,000s of connections)
+        self._index: list[Call] = []
         self.stream_out, self.stream_in = StreamDirection(), StreamDirection()
         self.framer_out: MessageFramer | None = None  # set by the tracker, which is their sink
         self.framer_in: MessageFramer | None = None
         self.messages_out = self.messages_in = 0
 
     def by_original(self, original: int) -> Call | None:
-        return self._index.get(original)
+        for call in self._index:
+            if call.original == original:
+                return call
+        return None
 
     def by_server_id(self, server_id: int) -> Call | None:
-        return self._index.get(server_id | _SERVER)
+        for call in self._index:
+            if call.server_id == server_id:
+                return call
+        return None
 
     def link(self, call: Call) -> None:
-        """Index ``call`` under its original and server Call IDs, whichever are known."""
-        if call.original is not None:
-            self._index[call.original] = call
-        if call.server_id is not None:
-            self._index[call.server_id | _SERVER] = call
+        """Keep ``call``; it is found by its original and server Call IDs as they are now."""
+        if call not in self._index:
+            self._index.append(call)
 
     def unlink(self, call: Call, *, server_only: bool = False) -> None:
-        keys = [] if server_only or call.original is None else [call.original]
-        if call.server_id is not None:
-            keys.append(call.server_id | _SERVER)
-        for key in keys:
-            if self._index.get(key) is call:
-                del self._index[key]
+        if not server_only and call in self._index:
+            self._index.remove(call)
 
     def all_calls(self) -> list[Call]:
-        return list({id(call): call for call in self._index.values()}.values())
+        return list(self._index)
 
     def server_ids(self) -> frozenset[int]:
-        return frozenset(key & 0xFFFF for key in self._index if key & _SERVER)
+        return frozenset(call.server_id for call in self._index if call.server_id is not None)
 
     def stream(self, direction: Direction) -> StreamDirection:
         return self.stream_out if direction is Direction.OUTBOUND else self.stream_in

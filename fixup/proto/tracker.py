@@ -53,7 +53,6 @@ class Tracker:
         self.gre_in = self.gre_out = 0
         self.local_gre: set[bytes] = set()  # source + Call ID of calls this host terminates itself
         self.connections: dict[ConnKey, Connection] = {}
-        self.by_id: dict[int, Connection] = {}
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self.anomalies: Counter[str] = Counter()
@@ -62,7 +61,6 @@ class Tracker:
         self._next_id = 1
         self._now = 0.0
         self.calls = CallBook(self._events.append, self._anomaly)
-        self.calls.conn_of = lambda call: self.by_id[call.conn_id]
 
     # -- public API --------------------------------------------------------------------------
 
@@ -126,15 +124,15 @@ class Tracker:
         self.kernel_drops["unknown-call"] = unknown
 
     def snapshot(self, now: float) -> dict:
-        calls = [c for conn in self.by_id.values() for c in self.calls.calls_of(conn)]
+        calls = [c for conn in self.connections.values() for c in self.calls.calls_of(conn)]
         return {
             "pat_address": str(self.config.pat_address),
             "control_ports": sorted(self.config.control_ports),
-            "connections": [conn.to_dict(now) for conn in self.by_id.values()],
+            "connections": [conn.to_dict(now) for conn in self.connections.values()],
             "calls": [call.to_dict(now) for call in calls],
             "counters": {**self.counters, "gre_in": self.gre_in, "gre_out": self.gre_out,
                          "calls_total": self.calls.total, "calls_active": len(calls),
-                         "connections_active": len(self.by_id)},
+                         "connections_active": len(self.connections)},
             "drops": dict(self.drops + self.kernel_drops),
             "anomalies": dict(self.anomalies),
         }
@@ -145,7 +143,7 @@ class Tracker:
 
     def clear(self, now: float, conn_id: int | None = None) -> int:
         """Forget one or every control connection and its calls (``clear`` command)."""
-        conns = list(self.by_id.values()) if conn_id is None else [self.by_id[conn_id]] if conn_id in self.by_id else []
+        conns = [c for c in self.connections.values() if conn_id is None or c.conn_id == conn_id]
         released = 0
         for conn in conns:
             released += len(self.calls.calls_of(conn))
@@ -270,7 +268,6 @@ class Tracker:
         conn.framer_out = MessageFramer(self, conn, OUT)
         conn.framer_in = MessageFramer(self, conn, IN)
         self.connections[key] = conn
-        self.by_id[conn_id] = conn
         self.counters["connections_total"] += 1
         return conn
 
@@ -382,7 +379,6 @@ class Tracker:
 
     def _forget(self, conn: Connection) -> None:
         self.connections.pop(conn.key, None)
-        self.by_id.pop(conn.conn_id, None)
 
     def _drop(self, reason: str) -> Verdict:
         self.drops[reason] += 1

@@ -150,7 +150,8 @@ def test_install_twice_then_remove(ns: Namespace) -> None:
         assert f"-A FIXUP_FWD -i {OUTSIDE} -o {INSIDE} -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 1723" in fwd
         assert f"-A FIXUP_FWD -i {INSIDE} -o {OUTSIDE} -p gre -j NFQUEUE --queue-num 1723" in fwd
         assert "-A FIXUP_PRE -d 198.51.100.1/32 -i fxbout0 -p gre -j NFQUEUE --queue-num 1723" in pre
-        assert forward.count("-j FIXUP_FWD") == 1 and prerouting.count("-j FIXUP_PRE") == 1
+        assert forward.count("-j FIXUP_FWD") == 2  # one jump for TCP, one for GRE
+        assert prerouting.count("-j FIXUP_PRE") == 1
         assert "bypass" not in fwd + pre
 
     netfilter.install(rules, ns.commands)  # a restart: same rules, no duplicates

@@ -39,10 +39,11 @@ def test_xtables_flavour_queues_control_both_ways_and_gre() -> None:
         "iptables-nft -t mangle -A FIXUP_FWD -i br-in -o gw-out -p tcp --dport 1723 -j NFQUEUE --queue-num 1723",
         "iptables-nft -t mangle -A FIXUP_FWD -i gw-out -o br-in -p tcp --sport 1723 -j NFQUEUE --queue-num 1723",
         "iptables-nft -t mangle -A FIXUP_FWD -i br-in -o gw-out -p gre -j NFQUEUE --queue-num 1723",
-        "iptables-nft -t mangle -I FORWARD 1 -j FIXUP_FWD",
+        "iptables-nft -t mangle -I FORWARD 1 -p tcp -j FIXUP_FWD",  # other traffic never enters
+        "iptables-nft -t mangle -I FORWARD 1 -p gre -j FIXUP_FWD",
         "iptables-nft -t raw -N FIXUP_PRE",
         "iptables-nft -t raw -A FIXUP_PRE -i gw-out -d 198.51.100.1 -p gre -j NFQUEUE --queue-num 1723",
-        "iptables-nft -t raw -I PREROUTING 1 -j FIXUP_PRE",
+        "iptables-nft -t raw -I PREROUTING 1 -p gre -j FIXUP_PRE",
     ]
     assert "queue" not in rules.nft_script  # the nft part has no queue statement in this flavour
 
@@ -62,7 +63,7 @@ def test_every_inside_interface_and_port_gets_rules() -> None:
             assert f"-A FIXUP_FWD -i gw-out -o {inside} -p tcp --sport {port} -j NFQUEUE --queue-num 7" in " | ".join(lines)
         assert any(line.endswith(f"-i {inside} -o gw-out -p gre -j NFQUEUE --queue-num 7") for line in lines)
     # the jumps come after their chains are filled, so no packet sees a half-built chain
-    assert lines.index("iptables-nft -t mangle -I FORWARD 1 -j FIXUP_FWD") == max(
+    assert lines.index("iptables-nft -t mangle -I FORWARD 1 -p gre -j FIXUP_FWD") == max(
         i for i, line in enumerate(lines) if "-t mangle" in line
     )
 
@@ -72,8 +73,8 @@ def test_nft_script_notrack_and_snat() -> None:
     assert script.startswith("add table ip fixup\ndelete table ip fixup\ntable ip fixup {\n")
     assert "type filter hook prerouting priority -350; policy accept;" in script
     # GRE version 1 only (RFC 2637 section 4.1): bits 13..15 of the GRE header
-    assert 'iifname { "br-in", "br-lab" } ip protocol gre @th,13,3 1 notrack' in script
-    assert 'iifname "gw-out" ip daddr 198.51.100.1 ip protocol gre @th,13,3 1 notrack' in script
+    assert 'ip protocol gre iif { "br-in", "br-lab" } @th,13,3 1 notrack' in script
+    assert 'ip protocol gre iif "gw-out" ip daddr 198.51.100.1 @th,13,3 1 notrack' in script
     assert "type nat hook postrouting priority srcnat; policy accept;" in script
     assert 'iifname { "br-in", "br-lab" } oifname "gw-out" tcp dport { 1723 } snat to 198.51.100.1' in script
     assert "helper" not in script  # the kernel PPTP helper must never be attached
@@ -196,8 +197,9 @@ def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
     rules = build_ruleset(policy(gre="kernel"), PAT, XTABLES)
     script = rules.nft_script
     assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; counter; }" in script
-    assert "ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
+    assert "notrack ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
     assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} accept" in script
+    assert "ip protocol != gre accept" in script and "chain gre_notrack" not in script  # one chain per hook
     assert "counter name gre_in_unknown drop" in script and "counter name gre_out_unknown drop" in script
     assert "helper" not in script
     lines = xt_lines(rules)
