@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 from typing import Callable
 
 from fixup.errors import BadInput
-from fixup.proto.auth import AUTHENTICATORS, MSCHAP_V1, MSCHAP_V2, Authenticator, VerifyRequest, VerifyResult
+from fixup.proto.auth import AUTHENTICATORS, MSCHAP_V1, MSCHAP_V2, PAP, Authenticator, VerifyRequest, VerifyResult
 from fixup.proto.mppe import MppeEngine
 from fixup.proto.ppp.ccp import Ccp, CcpPolicy
 from fixup.proto.ppp.ipcp import Ipcp, IpcpConfig
@@ -228,6 +228,11 @@ class PppSession:
         if "this-layer-up" in lcp_events and self.phase == "establish":
             self._authenticate(now)
         if {"this-layer-finished", "this-layer-down"} & set(lcp_events) and self.phase != "dead":
+            if self.phase == "authenticate" and self.auth is not None and self.auth.username is not None:
+                # the client gave up after a rejection (PAP allows retries, so no outcome yet)
+                self.failure = self.failure or "authentication failed"
+                self._events.append(("auth-failed", f"user {self.auth.username!r}: "
+                                     f"{self.auth.reason or 'authentication failed'}, client hung up"))
             self._enter("dead", now, self.failure or self.lcp.failure or self.lcp.peer_reason or "LCP closed")
             return
         if self.phase == "authenticate" and self.auth is not None and self.auth.outcome is not None:
@@ -241,7 +246,13 @@ class PppSession:
 
     def _authenticate(self, now: float) -> None:
         method = self.lcp.auth_method
-        self.auth = AUTHENTICATORS[method](name=self.config.auth_name, random_bytes=self.random_bytes)
+        if method is None:  # no authentication configured: straight to the network phase
+            self._enter("network", now, "no authentication")
+            self.ipcp.up(now)
+            self.ipcp.open(now)
+            return
+        kind = AUTHENTICATORS[method]
+        self.auth = kind() if method == PAP else kind(name=self.config.auth_name, random_bytes=self.random_bytes)
         self._enter("authenticate", now, f"authenticating with {method}")
         self._frames_of(self._auth_protocol(), self.auth.start(now))
 
