@@ -41,10 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--policy", required=True, metavar="FILE")
 
     show = sub.add_parser("show", parents=[sock], help="show calls or counters of the running daemon")
-    show.add_argument("what", choices=["calls", "counters"])
+    show.add_argument("what", choices=["calls", "counters", "vpdn"])
     show.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
-    clear = sub.add_parser("clear", parents=[sock], help="forget control connections and their calls")
-    clear.add_argument("what", choices=["calls"])
+    clear = sub.add_parser("clear", parents=[sock],
+                           help="forget control connections and their calls (calls), or end local PPTP tunnels "
+                                "(vpdn tunnel ID|all)")
+    clear.add_argument("what", choices=["calls", "vpdn"])
+    clear.add_argument("target", nargs="*", metavar="tunnel ID|all", help="for vpdn: 'tunnel ID' or 'all'")
     clear.add_argument("--conn", type=int, default=None, metavar="ID", help="only this control connection")
     debug = sub.add_parser("debug", parents=[sock], help="switch the daemon's debug logging")
     debug.add_argument("what", choices=["pptp", "off"])
@@ -86,6 +89,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "show":
         return _show(args.what, args.socket, args.json)
     if args.command == "clear":
+        if args.what == "vpdn":
+            return _clear_vpdn(args.socket, args.target)
         return _clear(args.socket, args.conn)
     return _debug(args.socket, args.what)
 
@@ -142,6 +147,12 @@ def _request(socket_path: str, obj: dict[str, Any]) -> dict[str, Any]:
 def _show(what: str, socket_path: str, as_json: bool) -> int:
     from fixup.io import show
 
+    if what == "vpdn":
+        from fixup.io.show_vpdn import format_vpdn
+
+        snapshot = _request(socket_path, {"cmd": "show-vpdn"})
+        print(json.dumps(snapshot, indent=2, sort_keys=True) if as_json else format_vpdn(snapshot), end="\n" if as_json else "")
+        return EXIT_OK
     snapshot = _request(socket_path, {"cmd": "show-calls"})
     if as_json:
         print(json.dumps(snapshot, indent=2, sort_keys=True))
@@ -156,6 +167,19 @@ def _clear(socket_path: str, conn: int | None) -> int:
     result = _request(socket_path, {"cmd": "clear-calls", "conn": conn})
     target = "all control connections" if conn is None else f"control connection {conn}"
     print(f"cleared {target}: {result.get('released', 0)} call(s) released")
+    return EXIT_OK
+
+
+def _clear_vpdn(socket_path: str, target: list[str]) -> int:
+    """``clear vpdn tunnel ID`` / ``clear vpdn all`` (PIX 6.x ``vpdn tunnel`` clearing)."""
+    if target == ["all"]:
+        tunnel = None
+    elif len(target) == 2 and target[0] == "tunnel" and target[1].isdigit():
+        tunnel = int(target[1])
+    else:
+        raise FixupError("usage: fixup clear vpdn tunnel ID | fixup clear vpdn all")
+    result = _request(socket_path, {"cmd": "clear-vpdn", "tunnel": tunnel})
+    print(f"cleared {'all tunnels' if tunnel is None else f'tunnel {tunnel}'}: {result.get('cleared', 0)} tunnel(s) ended")
     return EXIT_OK
 
 

@@ -89,6 +89,7 @@ def run(policy: Policy) -> int:
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
     control: ControlServer | None = None
     shell: QueueShell | None = None
+    vpdn: TerminateIo | None = None
     installed = False
     try:
         pat = resolve_pat_address(policy)
@@ -106,6 +107,8 @@ def run(policy: Policy) -> int:
         netfilter.install(ruleset)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
         log.info("%s", startup_line(policy, pat))
+        if vpdn is not None:
+            vpdn.prepare()
         asyncio.run(_serve(plane, shell, control, vpdn))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
@@ -118,6 +121,8 @@ def run(policy: Policy) -> int:
         finally:
             if shell is not None:
                 shell.close()
+            if vpdn is not None:
+                vpdn.close()
             if control is not None:
                 control.remove_socket()
             for signum, handler in previous.items():

@@ -51,43 +51,29 @@ def delete_commands(in_key: InKey, out_key: OutKey) -> str:
 
 
 class GreMaps:
-    """Keeps the kernel maps equal to the tracker's established calls."""
+    """Keeps the kernel maps equal to the tracker's established calls.  Stateless: the events
+    carry every key and whether the call's GRE was open (``gre_open``), so nothing is kept
+    per call here (10,000s of calls)."""
 
     def __init__(self, nft: NftRunner) -> None:
         self.nft = nft
-        # which calls have elements now: conn << 16 | original Call ID (ints: 10,000s of calls)
-        self.installed: set[int] = set()
 
     def apply(self, events: Iterable[Any]) -> None:
-        """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones.  Failures are
-        logged: the call then has no kernel translation and its GRE is dropped and counted.
-        The events carry every key, so nothing else is kept per call."""
+        """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones whose GRE was
+        open.  Failures are logged: the call then has no kernel translation and its GRE is
+        dropped and counted."""
         for event in events:
+            d = event.data
             if event.kind == "call-up":
-                self._add(event.data)
-            elif event.kind in ("call-down", "call-reset"):
-                self._delete(event.data)
+                self._run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"]), d)
+            elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
+                self._run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])), d)
 
-    def _add(self, d: dict[str, Any]) -> None:
-        key = d["conn"] << 16 | d["call_id"]
-        if key in self.installed:
-            self._delete(d)
+    def _run(self, commands: str, d: dict[str, Any]) -> None:
         try:
-            self.nft.run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"]))
+            self.nft.run(commands)
         except SetupError as err:
-            log.error("fixup: cannot program GRE translation for call %s: %s", d, err)
-            return
-        self.installed.add(key)
-
-    def _delete(self, d: dict[str, Any]) -> None:
-        key = d["conn"] << 16 | d["call_id"]
-        if key not in self.installed:
-            return
-        self.installed.discard(key)
-        try:
-            self.nft.run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])))
-        except SetupError as err:
-            log.error("fixup: cannot remove GRE translation for call %s: %s", d, err)
+            log.error("fixup: GRE translation of call %s: %s", d, err)
 
     def read_counts(self) -> tuple[dict[InKey, tuple[int, int]], dict[OutKey, tuple[int, int]], int]:
         """Per-element (packets, bytes) of ``gre_in_addr`` and ``gre_out``, and the unknown-call drops."""

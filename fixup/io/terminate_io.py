@@ -39,9 +39,13 @@ class TerminateIo:
         self.writers: dict[int, asyncio.StreamWriter] = {}
         self.ticker: asyncio.Task[None] | None = None
 
+    def prepare(self) -> None:
+        """Before the event loop runs: the TUN device (pyroute2's synchronous calls must not run
+        inside a running loop)."""
+        self.tun.open(self.local, self.policy.pool)
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.tun.open(self.local, self.policy.pool)
         try:
             self.gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
             self.gre.bind((str(self.listen), 0))
@@ -71,12 +75,17 @@ class TerminateIo:
         self.close()
 
     def close(self) -> None:
-        loop = asyncio.get_event_loop()
+        """Sockets and TUN device; safe to call twice, inside or outside the event loop."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         if self.gre is not None:
-            loop.remove_reader(self.gre.fileno())
+            if loop is not None:
+                loop.remove_reader(self.gre.fileno())
             self.gre.close()
             self.gre = None
-        if self.tun.fd is not None:
+        if self.tun.fd is not None and loop is not None:
             loop.remove_reader(self.tun.fd)
         self.tun.close()
 

@@ -8,6 +8,10 @@ Run inside network namespaces as subprocesses::
     python -m fixup.lab.peers garbage --server 192.0.2.10 [--port 1723]
     python -m fixup.lab.peers gre-inject --to 192.0.2.1 --call-id 4096 [--count 1]
     python -m fixup.lab.peers gre-listen [--timeout 2]
+    python -m fixup.lab.peers dial --server 192.0.2.10 --user U --password P [--auth ...] [--mppe ...]
+                                   [--tun NAME] [--route CIDR] [--ping ADDR]
+                                   [--transfer ADDR:PORT BYTES] [--call-id N] [--timeout S] [--hold]
+    python -m fixup.lab.peers sink --listen 10.0.0.5:9000 [--count N]
 
 Every mode prints one JSON object per line on stdout.  Control messages use the codec of
 :mod:`fixup.wire.pptp` (RFC 2637 section 2), GRE the codec of :mod:`fixup.wire.gre` (RFC 2637
@@ -407,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     listen = modes.add_parser("gre-listen", help="print enhanced GRE arriving for a while")
     listen.add_argument("--timeout", type=float, default=2.0)
+
+    from fixup.lab.pptp_dialer import add_dial_arguments, add_sink_arguments
+
+    add_dial_arguments(modes.add_parser("dial", help="dial a PPTP server: PPP up, TUN, ping / transfer"))
+    add_sink_arguments(modes.add_parser("sink", help="TCP sink answering the SHA-256 of what it read"))
     return parser
 
 
@@ -424,6 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_garbage(args)
     if args.mode == "gre-inject":
         return run_gre_inject(args)
+    if args.mode in ("dial", "sink"):
+        from fixup.lab.pptp_dialer import run_dial, run_sink
+
+        return run_dial(args) if args.mode == "dial" else run_sink(args)
     return run_gre_listen(args)
 
 

@@ -139,7 +139,8 @@ class CallBook:
             self._open(call)
         elif action is CallAction.CLOSE_GRE:
             self._close_gre(call)
-            self.emit(Event("call-reset", f"PPTP call back to setup ({why}): {_describe(call)}", _event_data(call)))
+            self.emit(Event("call-reset", f"PPTP call back to setup ({why}): {_describe(call)}",
+                            {**_event_data(call), "gre_open": True}))
         elif action is CallAction.RELEASE:
             self._release(call, why)
 
@@ -173,12 +174,14 @@ class CallBook:
             del self.gre_out[key]
 
     def _release(self, call: Call, why: str) -> None:
+        gre_open = self.gre_in.get(gre_in_key(call.server, call.translated)) is call if call.translated is not None else False
         self._close_gre(call)
         conn = call.conn
         conn.unlink(call)
         if call.original is not None:
             conn.space.release(conn.conn_id, call.original)
-        self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}", {**_event_data(call), "reason": why}))
+        self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}",
+                        {**_event_data(call), "reason": why, "gre_open": gre_open}))
 
     # -- whole connections and time ------------------------------------------------------------
 

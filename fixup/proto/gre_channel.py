@@ -92,6 +92,7 @@ class GreChannel:
         return delivered, self._flush()
 
     def _accept(self, seq: int, payload: bytes, now: float) -> list[bytes]:
+        self.stats.bytes_received += len(payload)
         if self.expected is None:
             self.expected = seq
         if seq != self.expected and not _after(seq, self.expected):
@@ -120,7 +121,7 @@ class GreChannel:
         return delivered
 
     def _note_delivered(self, seq: int, now: float) -> None:
-        self.stats.received += 1
+        self.stats.received += 1  # bytes are counted in _accept
         if self.owed_ack is None:
             self.owed_since = now
         self.owed_ack = seq

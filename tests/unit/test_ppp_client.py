@@ -271,6 +271,40 @@ def test_stateful_loss_resynchronised_by_reset_request() -> None:
     assert client.take_ip() == [ip_packet(1000)]
 
 
+def test_lost_reset_request_is_repeated() -> None:
+    """RFC 3078 section 8 with the Reset-Request itself lost: while still out of sync, the
+    client asks again once RESET_RETRY has passed (pppd repeats it too)."""
+    client = new_client(("mschap-v2",), mppe="require-128", stateless=False)
+    server = TestServer(ccp=CcpPolicy(stateless="never"))
+    dial(client, server)
+    dropped: list[str] = []
+
+    def lose_data_then_reset(direction: str, frame: bytes) -> bytes | None:
+        protocol = parse_frame(frame)[0]
+        if direction == "to-client" and protocol == Protocol.MPPE and not dropped:
+            dropped.append("data")
+            return None
+        if direction == "to-server" and protocol == Protocol.CCP and dropped == ["data"]:
+            dropped.append("reset-request")
+            return None
+        return frame
+
+    for n in range(2):
+        server.ip_out(ip_packet(n))
+    pump(client, server, 1.0, lose_data_then_reset)
+    assert dropped == ["data", "reset-request"] and client.take_ip() == []
+    server.ip_out(ip_packet(2))
+    sent = pump(client, server, 1.5)  # too early to ask again
+    assert not [f for f in sent if parse_frame(f)[0] == Protocol.CCP]
+    server.ip_out(ip_packet(3))
+    sent = pump(client, server, 2.5)
+    assert [parse_control(parse_frame(f)[1]).code for f in sent if parse_frame(f)[0] == Protocol.CCP] == [
+        Code.RESET_REQUEST]
+    server.ip_out(ip_packet(4))  # flushed after the server's engine saw the Reset-Request
+    pump(client, server, 2.5)
+    assert client.take_ip() == [ip_packet(4)]
+
+
 def test_server_reset_request_makes_the_client_flush() -> None:
     """RFC 3078 section 8, the other way: a client packet is lost, the server's engine asks for
     a reset, the client answers Reset-Ack and flushes its next packet (A bit set)."""

@@ -22,6 +22,7 @@ from fixup.proto.ppp.lcp import Lcp, LcpConfig
 from fixup.wire.ppp import Protocol, build_frame, parse_control, parse_frame
 
 MPPE_REQUIRED_NOT_ACTIVE = "mppe required but not active"  # the seed's PIX wording
+RESET_RETRY = 1.0  # seconds between CCP Reset-Requests while a stateful MPPE receiver is out of sync
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class PppSession:
         self.mppe: MppeEngine | None = None
         self.failure: str | None = None
         self.ccp_refused = False
+        self._reset_sent = 0.0
         self.counters = LinkCounters()
         self._frames: list[bytes] = []
         self._ip: list[bytes] = []
@@ -123,6 +125,10 @@ class PppSession:
         self._after(now)
 
     def poll(self, now: float) -> None:
+        if self.mppe is not None and self.ccp is not None and self.mppe.needs_reset \
+                and now - self._reset_sent >= RESET_RETRY:  # RFC 3078 section 3.3: until a flushed packet
+            self.ccp.request_reset()
+            self._reset_sent = now
         for layer in self._layers():
             layer.poll(now)
         if self.auth is not None and self.auth.outcome is None:
@@ -199,6 +205,7 @@ class PppSession:
         inner = self.mppe.decrypt(info)
         if self.mppe.take_reset_request() and self.ccp is not None:
             self.ccp.request_reset()
+            self._reset_sent = now
         if int.from_bytes(inner[:2], "big") == Protocol.IP:
             self._ip_in(inner[2:], now, encrypted=True)
         else:
