@@ -124,12 +124,24 @@ def policy_summary(policy: Policy) -> str:
         f"  outside       {policy.outside}",
         f"  PAT address   {pat}",
         f"  PPTP ports    {', '.join(str(p) for p in policy.pptp_ports) or 'none (no fixup protocol pptp)'}",
-        f"  GRE           {policy.gre} (NFQUEUE {policy.queue_num})",
+        f"  GRE           {policy.gre}" + (" (NFQUEUE {})".format(policy.queue_num) if policy.gre == "queue" else " (nftables maps)"),
+        f"  control queue NFQUEUE {policy.queue_num}",
         f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
         f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s",
         f"  control       {policy.control_socket}",
         f"  log level     {policy.log_level}",
     ]
+    term = policy.terminate
+    if term is not None:
+        e = term.encryption
+        lines += [
+            f"  vpdn          accept dialin pptp on {term.listen_address or term.listen_interface}",
+            f"  vpdn ppp      authentication {' '.join(term.authentication)}; encryption mppe {e.mppe}"
+            f"{' required' if e.required else ''}",
+            f"  vpdn pool     {term.pool[0]}-{term.pool[1]} ({term.pool_size} addresses), "
+            f"dns {' '.join(map(str, term.dns)) or 'none'}, wins {' '.join(map(str, term.wins)) or 'none'}",
+            f"  vpdn users    {len(term.users)} local, max sessions {term.max_sessions}",
+        ]
     return "\n".join(lines)
 
 
