@@ -210,3 +210,12 @@ def test_clear_vpdn_tears_down_and_frees_everything():
     assert server.calls == {} and server.tunnels == {} and server.pool.in_use == 0
     assert any(isinstance(msg, m.CallDisconnectNotify) for data in [b"".join(d for _t, d in server.take_tcp())]
                for msg in messages(data))
+
+
+def test_client_requires_encryption_that_the_server_does_not_offer():
+    """Seed 001 line 141 (Windows error 742): the client insists on MPPE, the server has none."""
+    server = new_server(methods="[mschap-v2]", mppe="none")
+    d = dial(server, auth_methods=("mschap-v2",), mppe="require-128")
+    assert not d.client.up and "MPPE" in (d.client.failure or "")
+    d.pump()
+    assert server.calls == {} and server.pool.in_use == 0
