@@ -50,7 +50,8 @@ class Tracker:
         pat = int(config.pat_address)
         self._pat_sum = (pat >> 16) + (pat & 0xFFFF)  # one's-complement pieces for RFC 1624
         self._pat_complement = (~pat >> 16 & 0xFFFF) + (~pat & 0xFFFF)
-        self.gre_in = self.gre_out = 0
+        self.gre_in = self.gre_out = 0  # GRE this process translated (the queue path)
+        self.kernel_gre = (0, 0)  # (in, out) packets of the live calls, as the kernel path last counted
         self.local_gre: set[bytes] = set()  # source + Call ID of calls this host terminates itself
         self.connections: dict[ConnKey, Connection] = {}
         self.counters: Counter[str] = Counter()
@@ -122,6 +123,7 @@ class Tracker:
             if call is not None and packets != call.packets_out:
                 call.packets_out, call.bytes_out, call.last_activity = packets, octets, now
         self.kernel_drops["unknown-call"] = unknown
+        self.kernel_gre = (sum(p for p, _ in inbound.values()), sum(p for p, _ in outbound.values()))
 
     def snapshot(self, now: float) -> dict:
         calls = [c for conn in self.connections.values() for c in self.calls.calls_of(conn)]
@@ -131,6 +133,7 @@ class Tracker:
             "connections": [conn.to_dict(now) for conn in self.connections.values()],
             "calls": [call.to_dict(now) for call in calls],
             "counters": {**self.counters, "gre_in": self.gre_in, "gre_out": self.gre_out,
+                         "gre_in_kernel": self.kernel_gre[0], "gre_out_kernel": self.kernel_gre[1],
                          "calls_total": self.calls.total, "calls_active": len(calls),
                          "connections_active": len(self.connections)},
             "drops": dict(self.drops + self.kernel_drops),
