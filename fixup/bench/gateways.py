@@ -20,7 +20,6 @@ from fixup.lab.scenario import Lab
 from fixup.lab.topology import (
     CLIENT_INTERFACE,
     GATEWAY_INSIDE_ADDRESS,
-    INSIDE_BRIDGE,
     INSIDE_PREFIX_LENGTH,
     OUTSIDE_INTERFACE,
     PAT_ADDRESS,
@@ -114,24 +113,7 @@ class BenchLab(Lab):
     debug level would log every packet)."""
 
     def __init__(self, topology: Topology, workdir: str, gre_mode: str) -> None:
-        super().__init__(topology, workdir, clearing_timeout=2.0, gre=gre_mode)
-
-    def policy_text(self) -> str:
-        return (
-            f"# fixup bench policy (namespaces {self.topology.prefix}*, gre {self.gre})\n"
-            f"inside: [{INSIDE_BRIDGE}]\n"
-            f"outside: {OUTSIDE_INTERFACE}\n"
-            f"pat_address: {PAT_ADDRESS}\n"
-            "fixup:\n"
-            "  pptp:\n"
-            "    ports: [1723]\n"
-            f"    gre: {self.gre}\n"
-            "    timeouts:\n"
-            f"      clearing: {self.clearing_timeout:g}\n"
-            "runtime:\n"
-            f"  control_socket: {self.socket_path}\n"
-            "  log_level: info\n"
-        )
+        super().__init__(topology, workdir, clearing_timeout=2.0, gre=gre_mode, log_level="info")
 
 
 class NotAvailable(Exception):

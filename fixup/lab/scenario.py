@@ -106,9 +106,10 @@ class Lab:
     """The gateway daemon, the server and the clients of one :class:`Topology`."""
 
     def __init__(self, topology: Topology, workdir: str, *, clearing_timeout: float = 2.0,
-                 gre: str = "kernel") -> None:
+                 gre: str = "kernel", log_level: str = "debug") -> None:
         self.topology = topology
         self.gre = gre
+        self.log_level = log_level
         self.workdir = workdir
         self.socket_path = os.path.join(workdir, "fixup.sock")
         self.policy_path = os.path.join(workdir, "policy.yaml")
@@ -121,7 +122,7 @@ class Lab:
 
     def policy_text(self) -> str:
         return (
-            f"# fixup lab policy (namespaces {self.topology.prefix}*)\n"
+            f"# fixup lab policy (namespaces {self.topology.prefix}*, gre {self.gre})\n"
             f"inside: [{INSIDE_BRIDGE}]\n"
             f"outside: {OUTSIDE_INTERFACE}\n"
             f"pat_address: {PAT_ADDRESS}\n"
@@ -133,7 +134,7 @@ class Lab:
             f"      clearing: {self.clearing_timeout:g}\n"
             "runtime:\n"
             f"  control_socket: {self.socket_path}\n"
-            "  log_level: debug\n"
+            f"  log_level: {self.log_level}\n"
         )
 
     def write_policy(self) -> str:

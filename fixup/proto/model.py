@@ -1,7 +1,7 @@
 """What the tracker keeps per control connection and per call."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
