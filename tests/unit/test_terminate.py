@@ -219,3 +219,19 @@ def test_client_requires_encryption_that_the_server_does_not_offer():
     assert not d.client.up and "MPPE" in (d.client.failure or "")
     d.pump()
     assert server.calls == {} and server.pool.in_use == 0
+
+
+def test_random_bytes_on_tcp_and_gre_never_raise():
+    """No input may crash the local server: garbage closes a tunnel or is counted."""
+    rng = random.Random(5)
+    server = new_server(mppe="auto")
+    good = dial(server, mppe="none")
+    for round_ in range(400):
+        tunnel = server.tunnel_opened(bytes([198, 51, 100, round_ % 250]), 1000 + round_, 1.0)
+        server.tcp_in(tunnel, rng.randbytes(rng.randrange(1, 200)), 1.0)
+        call_id = rng.choice([good.server_call_id, rng.randrange(0, 65536)])
+        gre = bytes([0x30, 0x81, 0x88, 0x0B]) + rng.randbytes(2) + call_id.to_bytes(2, "big") + rng.randbytes(rng.randrange(0, 80))
+        server.gre_in(rng.choice([CLIENT, rng.randbytes(4)]), gre if rng.random() < 0.7 else rng.randbytes(40), 1.0)
+        server.tun_in(rng.randbytes(rng.randrange(0, 60)), 1.0)
+        server.poll(1.0 + round_ * 0.01)
+    server.take_tcp(), server.take_gre(), server.take_tun(), server.take_events()

@@ -322,3 +322,23 @@ def test_kernel_path_counters_mark_calls_active_and_count_unknown_gre():
     t.note_gre_counts({(SERVER.packed, tid): (7, 700)}, {}, 4, now=60.0)  # nothing moved
     t.poll(60.0)
     assert t.snapshot(60.0)["calls"] == []
+
+
+def test_random_payloads_inside_established_connections_never_raise():
+    import random
+    rng = random.Random(3)
+    t = tracker()
+    flows = [established(t, c, 40000 + i) for i, c in enumerate(CLIENTS)]
+    for flow in flows:
+        place_call(flow, 0, 9)
+    for _ in range(2000):
+        flow = rng.choice(flows)
+        direction = rng.choice([IN, OUT])
+        payload = rng.randbytes(rng.randrange(1, 60))
+        if rng.random() < 0.3:  # a plausible header with random rest
+            payload = m.CallDisconnectNotify(call_id=rng.randrange(65536)).to_bytes()[:rng.randrange(1, 148)]
+        seq = None if rng.random() < 0.8 else rng.randrange(2**32)
+        v = flow.send(direction, payload, seq=seq)
+        assert isinstance(v.accept, bool)
+    t.poll(5000.0)
+    assert t.snapshot(5000.0)["connections"] == []
