@@ -30,7 +30,7 @@ class TerminateIo:
                  on_call: Callable[[bool, str, int], None] | None = None) -> None:
         self.policy = policy
         self.listen = listen
-        self.server = TerminateServer(policy, local, time.monotonic())
+        self.server = TerminateServer(policy, local, time.monotonic(), listen_address=listen)
         self.tun = TunDevice()
         self.local = local
         self.on_call = on_call or (lambda added, peer, call_id: None)
@@ -142,6 +142,10 @@ class TerminateIo:
 
     def _flush(self) -> None:
         server = self.server
+        events = server.take_events()
+        for event in events:  # first: a call's GRE must be let in before its OCRP reaches the client
+            if event.kind in ("call-admitted", "call-ended"):
+                self.on_call(event.kind == "call-admitted", event.data["peer"], event.data["call"])
         for tunnel_id, data in server.take_tcp():
             writer = self.writers.get(tunnel_id)
             if writer is not None:
@@ -157,9 +161,7 @@ class TerminateIo:
                 log.debug("GRE to %s dropped: %s", IPv4Address(peer), err)
         for packet in server.take_tun():
             self.tun.write(packet)
-        for event in server.take_events():
-            if event.kind in ("call-admitted", "call-ended"):  # let the call's GRE reach this host
-                self.on_call(event.kind == "call-admitted", event.data["peer"], event.data["call"])
+        for event in events:
             log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
 
     def snapshot(self) -> dict[str, Any]:

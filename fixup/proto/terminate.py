@@ -60,9 +60,10 @@ class TerminateServer:
 
     def __init__(self, policy: TerminatePolicy, local_address: IPv4Address, now: float, *,
                  random_bytes: Callable[[int], bytes] = os.urandom, verifier: Verifier | None = None,
-                 server: ServerConfig = ServerConfig()) -> None:
+                 server: ServerConfig = ServerConfig(), listen_address: IPv4Address | None = None) -> None:
         self.policy = policy
-        self.local_address = local_address
+        self.local_address = local_address  # our end of the PPP links
+        self.listen_address = listen_address or local_address  # where PPTP is accepted
         self.random_bytes = random_bytes
         users = LocalUsers(policy.users)
         self.verifier: Verifier = verifier or (lambda request: verify_locally(request, users))
@@ -319,7 +320,7 @@ class TerminateServer:
     def snapshot(self, now: float) -> dict:
         return {
             "local_address": str(self.local_address),
-            "tunnels": [_tunnel_dict(t, now, str(self.local_address)) for t in self.tunnels.values()],
+            "tunnels": [_tunnel_dict(t, now, str(self.listen_address)) for t in self.tunnels.values()],
             "sessions": [_call_dict(c, now) for c in self.calls.values()],
             "pool": {"first": str(self.policy.pool[0]), "last": str(self.policy.pool[1]),
                      "in_use": self.pool.in_use, "size": self.pool.size},

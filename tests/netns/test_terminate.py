@@ -77,6 +77,8 @@ def test_dial_in_reaches_the_inside_host(lab: TerminateLab, auth: str, mppe: str
     if mppe != "none":
         assert result["mppe_bits"] is not None
     assert vpdn(lab)["pool"]["in_use"] == 0  # the dialer hung up: address returned
+    # the call's GRE was let in before the OCRP reached the client: none dropped as unknown
+    assert lab.snapshot()["drops"].get("unknown-call", 0) == 0
 
 
 def test_wrong_password_fails_and_frees_the_address(lab: TerminateLab) -> None:

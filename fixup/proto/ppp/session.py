@@ -17,6 +17,7 @@ from fixup.errors import BadInput
 from fixup.proto.auth import AUTHENTICATORS, MSCHAP_V1, MSCHAP_V2, PAP, Authenticator, VerifyRequest, VerifyResult
 from fixup.proto.mppe import MppeEngine
 from fixup.proto.ppp.ccp import Ccp, CcpPolicy
+from fixup.proto.ppp.fsm import State
 from fixup.proto.ppp.ipcp import Ipcp, IpcpConfig
 from fixup.proto.ppp.lcp import Lcp, LcpConfig
 from fixup.wire.ppp import Protocol, build_frame, parse_control, parse_frame
@@ -184,6 +185,7 @@ class PppSession:
         elif self.phase in ("establish", "authenticate"):
             self.counters.drop("before-authentication")  # section 3.5: only LCP and auth
         elif protocol == Protocol.IPCP:
+            self._start_ipcp(now)
             self.ipcp.receive(parse_control(info), now)
         elif protocol == Protocol.CCP and self.ccp is not None:
             self.ccp.receive(parse_control(info), now)
@@ -246,6 +248,10 @@ class PppSession:
             self._authenticated(now)
         if self.phase in ("network", "up"):
             self._encryption(now)
+            if self.phase == "network" and self._encryption_settled():
+                self._start_ipcp(now)
+                for protocol, info in self.ipcp.take_output():
+                    self._send(protocol, info)
         if self.phase == "network" and self.ipcp.opened and self._encryption_settled():
             self._enter("up", now, "IPCP opened")
             self._events.append(("up", f"link up: user {self.username!r}, address {self.ipcp.peer_address}, "
@@ -272,13 +278,12 @@ class PppSession:
             return
         self._events.append(("auth-ok", f"user {self.auth.username!r} authenticated ({self.auth.method})"))
         self._enter("network", now, "network phase")
-        self.ipcp.up(now)
-        self.ipcp.open(now)
         if self.ccp is not None and self.auth.method in (MSCHAP_V1, MSCHAP_V2) and self.auth.keys is not None:
-            self.ccp.up(now)
+            self.ccp.up(now)  # CCP first: IPCP waits for it (below), as pppd does with MPPE
             self.ccp.open(now)
-        elif self.ccp is not None:
+        else:
             self.ccp = None  # no MS-CHAP keys, no MPPE (RFC 3079): refuse the client's CCP
+            self._start_ipcp(now)
         for layer in self._layers():
             for protocol, info in layer.take_output():
                 self._send(protocol, info)
@@ -303,8 +308,17 @@ class PppSession:
                 self._refuse_cleartext(now)
 
     def _refuse_cleartext(self, now: float) -> None:
+        if self.phase in ("terminate", "dead"):
+            return
         self.close(now, MPPE_REQUIRED_NOT_ACTIVE)
         self._enter("terminate", now, MPPE_REQUIRED_NOT_ACTIVE)
+
+    def _start_ipcp(self, now: float) -> None:
+        """Open IPCP (RFC 1332) once: when encryption is settled, or as soon as the client starts
+        IPCP itself (a client that does not wait for CCP must not wait for us)."""
+        if self.ipcp.state is State.INITIAL:
+            self.ipcp.up(now)
+            self.ipcp.open(now)
 
     def _encryption_settled(self) -> bool:
         return self.ccp is None or self.mppe is not None or self.ccp_refused
