@@ -226,10 +226,13 @@ class PppSession:
     # -- phases -------------------------------------------------------------------------------------
 
     def _after(self, now: float) -> None:
-        """Collect the layers' output and move between phases (RFC 1661 section 3.2)."""
+        """Move between phases (RFC 1661 section 3.2), then send what the layers have queued."""
+        self._advance(now)
         for layer in self._layers():
             for protocol, info in layer.take_output():
                 self._send(protocol, info)
+
+    def _advance(self, now: float) -> None:
         for protocol in self.lcp.take_rejected_protocols():
             if protocol == Protocol.CCP and self.ccp is not None:
                 self.ccp.protocol_rejected(now)
@@ -250,8 +253,6 @@ class PppSession:
             self._encryption(now)
             if self.phase == "network" and self._encryption_settled():
                 self._start_ipcp(now)
-                for protocol, info in self.ipcp.take_output():
-                    self._send(protocol, info)
         if self.phase == "network" and self.ipcp.opened and self._encryption_settled():
             self._enter("up", now, "IPCP opened")
             self._events.append(("up", f"link up: user {self.username!r}, address {self.ipcp.peer_address}, "
@@ -261,8 +262,7 @@ class PppSession:
         method = self.lcp.auth_method
         if method is None:  # no authentication configured: straight to the network phase
             self._enter("network", now, "no authentication")
-            self.ipcp.up(now)
-            self.ipcp.open(now)
+            self._start_ipcp(now)
             return
         kind = AUTHENTICATORS[method]
         self.auth = kind() if method == PAP else kind(name=self.config.auth_name, random_bytes=self.random_bytes)
@@ -284,9 +284,6 @@ class PppSession:
         else:
             self.ccp = None  # no MS-CHAP keys, no MPPE (RFC 3079): refuse the client's CCP
             self._start_ipcp(now)
-        for layer in self._layers():
-            for protocol, info in layer.take_output():
-                self._send(protocol, info)
 
     def _encryption(self, now: float) -> None:
         """CCP and the MPPE engine (RFC 3078): engine on when CCP opens; a client that will not
