@@ -5,8 +5,8 @@ For every established call (RFC 2637 section 4.1: GRE carries the receiver's Cal
 * inbound, key (server address, translated Call ID): ``gre_in_addr`` gives the inside client's
   address, ``gre_in_id`` its original Call ID -- stateless rewrites in raw PREROUTING, before
   routing;
-* outbound, key (client address, server address, server Call ID) in set ``gre_out`` (table
-  netdev fixup_egress): the source becomes the PAT address on the outside interface's egress.
+* outbound, key (client address, server address, server Call ID) in set ``gre_out``: the source
+  becomes the PAT address in FORWARD.
 
 Elements carry counters; :meth:`GreMaps.read_counts` feeds them back to the tracker (idle
 timeouts, ``show calls``).  GRE matching no element is counted and dropped by the rules.
@@ -22,7 +22,6 @@ from fixup.errors import SetupError
 log = logging.getLogger("fixup.gre")
 
 TABLE = "ip fixup"
-EGRESS_TABLE = "netdev fixup_egress"  # outbound GRE: see fixup.io.netfilter._nft_egress_table
 IN_ADDR, IN_ID, OUT_SET = "gre_in_addr", "gre_in_id", "gre_out"
 IN_UNKNOWN, OUT_UNKNOWN = "gre_in_unknown", "gre_out_unknown"
 
@@ -40,7 +39,7 @@ def add_commands(client: str, server: str, translated: int, original: int, serve
     """Element additions for one call (one atomic batch)."""
     return (f"add element {TABLE} {IN_ADDR} {{ {server} . {translated} : {client} }}\n"
             f"add element {TABLE} {IN_ID} {{ {server} . {translated} : {original} }}\n"
-            f"add element {EGRESS_TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
+            f"add element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
 
 
 def delete_commands(in_key: InKey, out_key: OutKey) -> str:
@@ -48,7 +47,7 @@ def delete_commands(in_key: InKey, out_key: OutKey) -> str:
     client, _server, server_id = out_key
     return (f"delete element {TABLE} {IN_ADDR} {{ {server} . {translated} }}\n"
             f"delete element {TABLE} {IN_ID} {{ {server} . {translated} }}\n"
-            f"delete element {EGRESS_TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
+            f"delete element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
 
 
 class GreMaps:
@@ -78,8 +77,8 @@ class GreMaps:
 
     def read_counts(self) -> tuple[dict[InKey, tuple[int, int]], dict[OutKey, tuple[int, int]], int]:
         """Per-element (packets, bytes) of ``gre_in_addr`` and ``gre_out``, and the unknown-call drops."""
-        listing = [item for what in (f"map {TABLE} {IN_ADDR}", f"set {EGRESS_TABLE} {OUT_SET}",
-                                     f"counter {TABLE} {IN_UNKNOWN}", f"counter {EGRESS_TABLE} {OUT_UNKNOWN}")
+        listing = [item for what in (f"map {TABLE} {IN_ADDR}", f"set {TABLE} {OUT_SET}",
+                                     f"counter {TABLE} {IN_UNKNOWN}", f"counter {TABLE} {OUT_UNKNOWN}")
                    for item in self.nft.run_json(f"list {what}")]  # one JSON document per listing
         inbound: dict[InKey, tuple[int, int]] = {}
         outbound: dict[OutKey, tuple[int, int]] = {}

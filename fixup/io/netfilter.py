@@ -36,7 +36,6 @@ log = logging.getLogger("fixup.netfilter")
 
 NFT_FAMILY = "ip"
 NFT_TABLE = "fixup"
-NFT_EGRESS = ("netdev", "fixup_egress")  # gre: kernel, outbound GRE on the outside interface's egress
 NFT_PROBE_TABLE = "fixup_probe"
 XT_FORWARD_CHAIN = "FIXUP_FWD"
 XT_PREROUTING_CHAIN = "FIXUP_PRE"
@@ -252,8 +251,6 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
     if with_queue:
         lines += _nft_queue_chains(policy, pat_address)
     lines.append("}")
-    if policy.gre == "kernel":
-        lines += _nft_egress_table(policy, pat_address)
     return "\n".join(lines) + "\n"
 
 
@@ -291,9 +288,9 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
 
     Inbound, before routing and conntrack: notrack, destination := client, Call ID := original
     (both looked up by server address and translated Call ID, so the address is rewritten first).
-    Outbound: notrack before routing; the source is rewritten on egress (:func:`_nft_egress_table`).
-    Set ``local_gre``: (client, our Call ID) of calls this host terminates itself, delivered
-    locally.  Every rule tests the protocol first: other traffic leaves at once."""
+    Outbound: notrack before routing, then in FORWARD source := PAT when (client, server, server
+    Call ID) is a call.  Set ``local_gre``: (client, our Call ID) of calls this host terminates
+    itself, delivered locally.  Every rule tests the protocol first: other traffic leaves at once."""
     outside = f'"{policy.outside}"'
     gre = f"ip protocol gre {_GRE_VERSION_1}"
     gre_in = f"ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1}"
@@ -301,8 +298,10 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
     return [
         f"  map gre_in_addr {{ typeof {in_key} : ip daddr; counter; }}",
         f"  map gre_in_id {{ typeof {in_key} : {_GRE_CALL_ID}; }}",
+        f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; counter; }}",
         f"  set local_gre {{ typeof {in_key}; }}",
         "  counter gre_in_unknown { }",
+        "  counter gre_out_unknown { }",
         "  chain gre_in {",
         "    type filter hook prerouting priority raw; policy accept;",
         f"    {gre_in} notrack ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
@@ -311,28 +310,12 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         f"    {gre_in} counter name gre_in_unknown drop",
         f"    iif {_iifs(policy)} {gre} notrack",
         "  }",
-    ]
-
-
-def _nft_egress_table(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
-    """Outbound GRE of the kernel path, on the outside interface's egress hook (only packets
-    leaving there see it, so inbound GRE crosses one base chain fewer): source := PAT when
-    (client, server, server Call ID) is a call, else counted and dropped.  GRE this host sends
-    itself (local termination) already has the PAT source and passes."""
-    family, table = NFT_EGRESS
-    gre_out = f"ip protocol gre {_GRE_VERSION_1} ip saddr != {pat_address}"
-    return [
-        f"add table {family} {table}",
-        f"delete table {family} {table}",
-        f"table {family} {table} {{",
-        f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; counter; }}",
-        "  counter gre_out_unknown { }",
         "  chain gre_out {",
-        f'    type filter hook egress device "{policy.outside}" priority filter; policy accept;',
-        f"    {gre_out} ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
-        f"    {gre_out} counter name gre_out_unknown drop",
+        "    type filter hook forward priority mangle; policy accept;",
+        f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} "
+        f"ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
+        f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} counter name gre_out_unknown drop",
         "  }",
-        "}",
     ]
 
 
@@ -386,7 +369,6 @@ def remove(commands: Commands | None = None) -> None:
             _remove_xt_chain(commands, table, builtin, chain)
     if shutil.which(NFT) is not None:
         commands.run([NFT, "delete", "table", NFT_FAMILY, NFT_TABLE], check=False)
-        commands.run([NFT, "delete", "table", *NFT_EGRESS], check=False)
     left = leftovers(commands)
     if left:
         raise SetupError(f"could not remove fixup rules: {', '.join(left)} still present")
@@ -430,10 +412,8 @@ def leftovers(commands: Commands | None = None) -> list[str]:
     """What of fixup's rules is present now (empty when nothing)."""
     commands = commands or Commands()
     found: list[str] = []
-    if shutil.which(NFT) is not None:
-        for family, table in ((NFT_FAMILY, NFT_TABLE), NFT_EGRESS):
-            if commands.ok([NFT, "list", "table", family, table]):
-                found.append(f"nft table {family} {table}")
+    if shutil.which(NFT) is not None and commands.ok([NFT, "list", "table", NFT_FAMILY, NFT_TABLE]):
+        found.append(f"nft table {NFT_FAMILY} {NFT_TABLE}")
     if shutil.which(IPTABLES) is not None:
         for chain, (table, _builtin) in XT_JUMPS.items():
             if _xt_chain_present(commands, table, chain):

@@ -35,7 +35,7 @@ def test_call_up_adds_three_elements_in_one_batch_and_call_down_removes_them_onc
     assert nft.batches == [add_commands("10.99.1.10", "192.0.2.10", 256, 0, 100)]
     assert "add element ip fixup gre_in_addr { 192.0.2.10 . 256 : 10.99.1.10 }" in nft.batches[0]
     assert "add element ip fixup gre_in_id { 192.0.2.10 . 256 : 0 }" in nft.batches[0]
-    assert "add element netdev fixup_egress gre_out { 10.99.1.10 . 192.0.2.10 . 100 }" in nft.batches[0]
+    assert "add element ip fixup gre_out { 10.99.1.10 . 192.0.2.10 . 100 }" in nft.batches[0]
     maps.apply([Event("call-reset", "", {**CALL, "gre_open": True}), Event("call-down", "", {**CALL, "gre_open": False})])
     assert len(nft.batches) == 2 and nft.batches[1].count("delete element") == 3
 

@@ -199,9 +199,6 @@ def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
     assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; counter; }" in script
     assert "notrack ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
     assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} accept" in script
-    egress = script[script.index("table netdev fixup_egress {"):]
-    assert 'type filter hook egress device "gw-out" priority filter;' in egress and "set gre_out" in egress
-    assert "hook forward" not in script.split("table ip fixup {")[1].split("table netdev")[0]
     assert "ip protocol != gre accept" in script and "chain gre_notrack" not in script  # one chain per hook
     assert "counter name gre_in_unknown drop" in script and "counter name gre_out_unknown drop" in script
     assert "helper" not in script
