@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from fixup.proto.ppp.fsm import Judgement, Limits, NegotiationFailed, judge_each
 from fixup.proto.ppp.negotiator import ControlProtocol, Negotiator
-from fixup.wire.ppp import Code, ControlPacket, Option, Protocol
+from fixup.errors import BadInput
+from fixup.wire.ppp import Code, ControlPacket, Option, Protocol, parse_options
 
 MPPE_OPTION = 18  # RFC 3078 section 2 (CCP option type, RFC 1962 section 3)
 MPPE_H = 0x01000000  # stateless mode
@@ -165,6 +166,20 @@ class Ccp(ControlProtocol):
             found = [o for o in options if o.type == MPPE_OPTION and len(o.data) == 4]
             return int.from_bytes(found[0].data, "big") if found else None
         return bits(self.negotiator.local_options), bits(self.negotiator.peer_options)
+
+    def open_for_peer(self, packet: ControlPacket, now: float) -> None:
+        """Start CCP on the client's first packet, choosing our MPPE bits from its offer before
+        our own Configure-Request goes out (as the PIX in the seed does): pppd refuses outright a
+        request for a strength it does not allow instead of Nak'ing it."""
+        if packet.code == Code.CONFIGURE_REQUEST and not self.options._locked:
+            try:
+                offered = [o for o in parse_options(packet.data) if o.type == MPPE_OPTION and len(o.data) == 4]
+            except BadInput:
+                offered = []
+            if offered:
+                self.options.chosen = self.options._choose(int.from_bytes(offered[0].data, "big"))
+        self.up(now)
+        self.open(now)
 
     def request_reset(self) -> None:
         """Send a Reset-Request (RFC 1962 section 2.1), for the MPPE engine when a stateful

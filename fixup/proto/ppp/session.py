@@ -24,6 +24,7 @@ from fixup.wire.ppp import Protocol, build_frame, parse_control, parse_frame
 
 MPPE_REQUIRED_NOT_ACTIVE = "mppe required but not active"  # the seed's PIX wording
 RESET_RETRY = 1.0  # seconds between CCP Reset-Requests while a stateful MPPE receiver is out of sync
+CCP_WAIT = 1.0  # seconds we let the client send the first CCP Configure-Request
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class PppSession:
         self.failure: str | None = None
         self.ccp_refused = False
         self._reset_sent = 0.0
+        self._ccp_deadline: float | None = None
         self.counters = LinkCounters()
         self._frames: list[bytes] = []
         self._ip: list[bytes] = []
@@ -126,6 +128,10 @@ class PppSession:
         self._after(now)
 
     def poll(self, now: float) -> None:
+        if self.ccp is not None and self.ccp.state is State.INITIAL and self._ccp_deadline is not None \
+                and now >= self._ccp_deadline:  # the client did not start CCP: we do
+            self.ccp.up(now)
+            self.ccp.open(now)
         if self.mppe is not None and self.ccp is not None and self.mppe.needs_reset \
                 and now - self._reset_sent >= RESET_RETRY:  # RFC 3078 section 3.3: until a flushed packet
             self.ccp.request_reset()
@@ -171,6 +177,8 @@ class PppSession:
         deadlines = [layer.next_deadline() for layer in self._layers()]
         if self.auth is not None and self.auth.outcome is None:
             deadlines.append(self.auth.deadline)
+        if self.ccp is not None and self.ccp.state is State.INITIAL:
+            deadlines.append(self._ccp_deadline)
         return min((d for d in deadlines if d is not None), default=None)
 
     # -- frames in --------------------------------------------------------------------------------
@@ -188,7 +196,10 @@ class PppSession:
             self._start_ipcp(now)
             self.ipcp.receive(parse_control(info), now)
         elif protocol == Protocol.CCP and self.ccp is not None:
-            self.ccp.receive(parse_control(info), now)
+            packet = parse_control(info)
+            if self.ccp.state is State.INITIAL:
+                self.ccp.open_for_peer(packet, now)
+            self.ccp.receive(packet, now)
         elif protocol == Protocol.MPPE and self.mppe is not None:
             self._mppe_in(info, now)
         elif protocol == Protocol.IP:
@@ -279,8 +290,9 @@ class PppSession:
         self._events.append(("auth-ok", f"user {self.auth.username!r} authenticated ({self.auth.method})"))
         self._enter("network", now, "network phase")
         if self.ccp is not None and self.auth.method in (MSCHAP_V1, MSCHAP_V2) and self.auth.keys is not None:
-            self.ccp.up(now)  # CCP first: IPCP waits for it (below), as pppd does with MPPE
-            self.ccp.open(now)
+            # CCP before IPCP, as pppd does with MPPE; and the client speaks first (up to
+            # CCP_WAIT), so our MPPE choice can follow its offer (see Ccp.open_for_peer)
+            self._ccp_deadline = now + CCP_WAIT
         else:
             self.ccp = None  # no MS-CHAP keys, no MPPE (RFC 3079): refuse the client's CCP
             self._start_ipcp(now)
