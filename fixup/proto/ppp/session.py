@@ -193,7 +193,8 @@ class PppSession:
         elif self.phase in ("establish", "authenticate"):
             self.counters.drop("before-authentication")  # section 3.5: only LCP and auth
         elif protocol == Protocol.IPCP:
-            self._start_ipcp(now)
+            if self._encryption_settled() or not self._encryption_required():
+                self._start_ipcp(now)  # else IPCP waits: no IP before MPPE when it is required
             self.ipcp.receive(parse_control(info), now)
         elif protocol == Protocol.CCP and self.ccp is not None:
             packet = parse_control(info)
@@ -300,7 +301,7 @@ class PppSession:
     def _encryption(self, now: float) -> None:
         """CCP and the MPPE engine (RFC 3078): engine on when CCP opens; a client that will not
         encrypt is refused when encryption is required (the seed's "mppe required but not active")."""
-        required = self.config.ccp is not None and self.config.ccp.required
+        required = self._encryption_required()
         if self.ccp is None:
             if required:
                 self._refuse_cleartext(now)
@@ -328,6 +329,9 @@ class PppSession:
         if self.ipcp.state is State.INITIAL:
             self.ipcp.up(now)
             self.ipcp.open(now)
+
+    def _encryption_required(self) -> bool:
+        return self.config.ccp is not None and self.config.ccp.required
 
     def _encryption_settled(self) -> bool:
         return self.ccp is None or self.mppe is not None or self.ccp_refused
