@@ -99,8 +99,10 @@ class MppeEngine:
     # --- sending -----------------------------------------------------------------------------
 
     def on_reset_request(self) -> None:
-        """The peer sent a CCP Reset-Request: the next packet restarts RC4 and carries the
-        flushed bit (RFC 3078 section 8; repeated requests before it count once)."""
+        """The peer sent a CCP Reset-Request: the next packet changes the key and carries the
+        flushed bit (repeated requests before it count once).  RFC 3078 section 8 could be read
+        as "restart RC4 with the same key"; what pppd/Linux ppp_mppe and Windows do -- and so what
+        interoperates -- is a key change on every flushed packet."""
         self._flush_next = True
 
     def encrypt(self, ppp_payload: bytes) -> bytes:
@@ -111,11 +113,8 @@ class MppeEngine:
         self._tx_ccount = (self._tx_ccount + 1) % CCOUNT_SPACE
         flag_packet = self._tx_ccount & 0xFF == 0xFF
         bits = BIT_ENCRYPTED
-        if self.stateless or flag_packet:
+        if self.stateless or flag_packet or self._flush_next:
             self._tx.rekey()
-            bits |= BIT_FLUSHED
-        elif self._flush_next:
-            self._tx.restart()
             bits |= BIT_FLUSHED
         self._flush_next = False
         header = struct.pack("!H", (bits << 8) | self._tx_ccount)
@@ -170,30 +169,28 @@ class MppeEngine:
         self._rx_ccount = ccount
 
     def _catch_up_stateful(self, ccount: int, flushed: bool) -> None:
-        """RFC 3078 sections 7.2 and 8.2: in order, or after a loss drop packets until a
-        flushed one, change the key once per flag packet missed, then restart RC4 (changing
-        the key first if this is itself a flag packet).  A late or repeated packet is refused
-        without touching the state: a key change cannot be undone."""
-        flag_packet = ccount & 0xFF == 0xFF
-        flushed = flushed or flag_packet
+        """RFC 3078 sections 7.2 and 8.2, as pppd/Linux and Windows implement them: in order, or
+        after a loss drop packets until a flushed one and change the key once per flag packet
+        missed; every flushed packet (flag packets carry the bit too) changes the key.  A late
+        or repeated packet is refused without touching the state: a key change cannot be undone."""
         ahead = (ccount - self._rx_ccount) % CCOUNT_SPACE
         if ahead == 0 or ahead > CCOUNT_SPACE // 2:
             raise BadMppe(f"coherency count {ccount} not after {self._rx_ccount}", where="MPPE")
-        if not flushed and (self._discard or ahead != 1):
-            if not self._discard:
-                self._discard = self._reset_wanted = True
-            raise MppeOutOfSync(f"coherency count {ccount}, waiting for a flushed packet",
-                                where="MPPE")
-        position = (self._rx_ccount + 1) % CCOUNT_SPACE
-        while (ccount & ~0xFF) != (position & ~0xFF):  # flag packets lost on the way
-            self._rx.rekey()
-            position = (position + 0x100) % CCOUNT_SPACE
-        if flag_packet:
-            self._rx.rekey()
-        elif flushed:
-            self._rx.restart()
+        entering = False
+        if not self._discard:
+            self._rx_ccount = (self._rx_ccount + 1) % CCOUNT_SPACE  # the count we expected
+            self._discard = entering = ccount != self._rx_ccount
+        if self._discard:
+            if not flushed:
+                self._reset_wanted = self._reset_wanted or entering  # one Reset-Request per loss
+                raise MppeOutOfSync(f"coherency count {ccount}, waiting for a flushed packet", where="MPPE")
+            while (ccount & ~0xFF) != (self._rx_ccount & ~0xFF):  # flag packets lost on the way
+                self._rx.rekey()
+                self._rx_ccount = (self._rx_ccount + 0x100) % CCOUNT_SPACE
+            self._discard = False
         self._rx_ccount = ccount
-        self._discard = False
+        if flushed:
+            self._rx.rekey()
 
     @staticmethod
     def _plain(inner: bytes) -> bytes:
