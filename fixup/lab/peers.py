@@ -388,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--call-ids", type=parse_call_ids, default=[0])
     client.add_argument("--segment-sizes", type=parse_sizes, default=None)
     client.add_argument("--gre-count", type=int, default=5)
+    client.add_argument("--gre-size", type=int, default=0,
+                        help="pad each GRE payload to this many bytes (over the MTU: IP fragments)")
     client.add_argument("--clear", action="store_true", help="CCRQ/CDN then StopCCRQ/StopCCRP at the end")
     client.add_argument("--hold", action="store_true",
                         help="after the GRE phase, wait for a line or EOF on stdin before finishing")

@@ -57,6 +57,7 @@ class PptpClient:
         self.port: int = args.port
         self.name: str = args.name
         self.gre_count: int = args.gre_count
+        self.gre_size: int = getattr(args, "gre_size", 0)  # pad payloads to this many bytes (fragmentation tests)
         self.timeout: float = args.timeout
         self.segment_sizes: tuple[int, int] | None = args.segment_sizes
         self.clear: bool = args.clear
@@ -132,6 +133,7 @@ class PptpClient:
             for call in self.calls:
                 assert call.server_call_id is not None
                 payload = f"ping {self.name} {call.call_id} {n}".encode()
+                payload += b"." * max(0, self.gre_size - len(payload))
                 gre.send(self.server, call.server_call_id, payload, sequence=n)
                 call.gre_sent += 1
                 expected[(call.call_id, b"echo:" + payload)] = call

@@ -172,6 +172,14 @@ def test_three_calls_on_one_control_connection(gateway: Lab, topology: Topology)
     assert all(call["cleared"] for call in result["calls"])
 
 
+def test_gre_larger_than_the_mtu_crosses_in_fragments(gateway: Lab, topology: Topology) -> None:
+    """Full-size PPP frames (pppd's default MTU 1496) make GRE packets over 1500 bytes: their IP
+    fragments must all leave with the PAT address and come back to the client (the server sees
+    them reassembled; a rewrite after fragmentation would leak the inside address)."""
+    result = finished(gateway.start_client(2, [0], "--gre-size", "2400", "--gre-count", "3", "--clear"))
+    assert result["ok"] and result["calls"][0]["gre_echoed"] == 3, result
+
+
 def test_control_messages_in_one_to_three_byte_segments(gateway: Lab) -> None:
     """(c) A control message may arrive cut anywhere (RFC 2637 section 2 runs over TCP)."""
     before = gateway.snapshot()["counters"].get("control_segments", 0)
