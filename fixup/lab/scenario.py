@@ -262,7 +262,7 @@ class Steps:
 
 def run_lab(args: argparse.Namespace) -> list[str]:
     """The scenario; returns the problems found (empty = success)."""
-    step = Steps(7)
+    step = Steps(8)
     problems: list[str] = []
     step(f"building namespaces ({args.clients} clients, gateway, server; prefix {args.prefix})")
     with Topology(args.prefix, clients=args.clients) as topo, tempfile.TemporaryDirectory(prefix="fixup-lab-") as work:
@@ -279,6 +279,8 @@ def run_lab(args: argparse.Namespace) -> list[str]:
             problems += wait_holding(clients)
             step("translation table (fixup show calls)")
             problems += show_table(lab, args.clients)
+            step("GRE for no call from the server side: no pinhole, dropped and counted")
+            problems += probe_pinhole(lab)
             if args.keep:
                 keep_up(lab)
             step("clearing calls (CCRQ/CDN, StopCCRQ/StopCCRP)")
@@ -292,6 +294,28 @@ def run_lab(args: argparse.Namespace) -> list[str]:
             problems += check_stop(status, left, lab)
     problems += [f"namespace {ns} left behind" for ns in list_prefixed(args.prefix)]
     return problems
+
+
+UNKNOWN_CALL_ID = 0xBEEF  # no call has it: the lab's calls get 0, 256, 512 ...
+
+
+def probe_pinhole(lab: Lab, count: int = 3) -> list[str]:
+    """Send GRE with a Call ID no call has to the PAT address; it must be dropped and counted."""
+    before = int(lab.snapshot()["drops"].get("unknown-call", 0))
+    done = lab.topology.exec(lab.topology.server, [*PEERS, "gre-inject", "--to", PAT_ADDRESS,
+                                                   "--call-id", str(UNKNOWN_CALL_ID), "--count", str(count)])
+    if done.returncode != 0:
+        return [f"gre-inject failed: {done.stderr.strip()}"]
+    deadline = time.monotonic() + 5
+    dropped = 0
+    while time.monotonic() < deadline:
+        dropped = int(lab.snapshot()["drops"].get("unknown-call", 0)) - before
+        if dropped >= count:
+            break
+        time.sleep(0.2)
+    print(f"      {count} GRE packets with Call ID 0x{UNKNOWN_CALL_ID:04x} to {PAT_ADDRESS}: "
+          f"{dropped} dropped (drops by reason: unknown-call)", flush=True)
+    return [] if dropped >= count else [f"only {dropped} of {count} GRE packets of no call were dropped"]
 
 
 def wait_holding(clients: Sequence[JsonLines]) -> list[str]:
@@ -393,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print("fixup lab: OK (every echo arrived, distinct translated Call IDs, rules and namespaces removed)")
+    print("fixup lab: OK (every echo arrived, distinct translated Call IDs, GRE of no call dropped, rules and namespaces removed)")
     return 0
 
 
