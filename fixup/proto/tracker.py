@@ -172,10 +172,7 @@ class Tracker:
             call = self.calls.gre_out.get(packet[12:20] + packet[26:28])
             if call is None:
                 return self._drop("unknown-call")
-            call.packets_out += 1
-            call.bytes_out += total
-            call.last_activity = now
-            self.gre_out += 1
+            self._account(call, OUT, total, now)
             client = int.from_bytes(call.client, "big")
             change = (~client >> 16 & 0xFFFF) + (~client & 0xFFFF) + self._pat_sum
             return Verdict(True, packet[:10] + _checksum(csum, change) + self.pat + packet[16:])
@@ -184,10 +181,7 @@ class Tracker:
         call = self.calls.gre_in.get(packet[12:16] + packet[26:28])
         if call is None:
             return ACCEPT if packet[12:16] + packet[26:28] in self.local_gre else self._drop("unknown-call")
-        call.packets_in += 1
-        call.bytes_in += total
-        call.last_activity = now
-        self.gre_in += 1
+        self._account(call, IN, total, now)
         client = int.from_bytes(call.client, "big")
         change = self._pat_complement + (client >> 16) + (client & 0xFFFF)
         return Verdict(True, b"".join((packet[:10], _checksum(csum, change), packet[12:16], call.client,
@@ -214,19 +208,25 @@ class Tracker:
             return self._drop("unknown-call")
         return Verdict(True, self._translate_gre(packet, ip, call, direction, now))
 
-    def _translate_gre(self, packet: bytes, ip: ipw.Ipv4Header, call: Call, direction: Direction,
-                       now: float) -> bytes:
-        out = bytearray(packet)
+    def _account(self, call: Call, direction: Direction, size: int, now: float) -> None:
+        """Per-call and global GRE counters; the call was active now (idle timeout)."""
         call.last_activity = now
         if direction is OUT:
             call.packets_out += 1
-            call.bytes_out += ip.total_length
+            call.bytes_out += size
             self.gre_out += 1
-            ipw.rewrite_addresses(out, ip, src=self.pat)
         else:
             call.packets_in += 1
-            call.bytes_in += ip.total_length
+            call.bytes_in += size
             self.gre_in += 1
+
+    def _translate_gre(self, packet: bytes, ip: ipw.Ipv4Header, call: Call, direction: Direction,
+                       now: float) -> bytes:
+        out = bytearray(packet)
+        self._account(call, direction, ip.total_length, now)
+        if direction is OUT:
+            ipw.rewrite_addresses(out, ip, src=self.pat)
+        else:
             at = ip.header_length + CALL_ID_OFFSET
             out[at:at + 2] = call.original.to_bytes(2, "big")
             ipw.rewrite_addresses(out, ip, dst=call.client)

@@ -15,16 +15,5 @@ ip route replace 192.168.50.0/24 via 10.99.1.1 2>/dev/null || true
 HOOK
 chmod +x /etc/network/if-up.d/fixup-lab
 modprobe -a ppp_generic ppp_async ppp_mppe
-cat > /etc/systemd/system/fixup-sink.service <<'UNIT'
-[Unit]
-Description=fixup interop TCP sink (1 MB SHA-256 check, port 9001)
-After=network-online.target
-[Service]
-ExecStart=/usr/bin/python3 /fixup/tests/interop/guest/xfer.py sink --listen 0.0.0.0:9001
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl daemon-reload
-systemctl enable --now fixup-sink.service
+bash /fixup/vagrant/provision/sink.sh 9001
 echo "client $(hostname): ready"

@@ -34,16 +34,5 @@ SECRETS
 chmod 600 /etc/ppp/chap-secrets
 systemctl enable pptpd
 systemctl restart pptpd
-cat > /etc/systemd/system/fixup-sink.service <<'UNIT'
-[Unit]
-Description=fixup interop TCP sink (1 MB SHA-256 check, port 9000)
-After=network-online.target
-[Service]
-ExecStart=/usr/bin/python3 /fixup/tests/interop/guest/xfer.py sink --listen 0.0.0.0:9000
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl daemon-reload
-systemctl enable --now fixup-sink.service
+bash /fixup/vagrant/provision/sink.sh 9000
 echo "server: pptpd on 10.0.0.2 ready"
