@@ -119,12 +119,6 @@ class CallIdSpace:
         cb.originals.append(original)
         return low
 
-    def abort(self, conn: int, bucket: int) -> None:
-        """Give back a reservation whose low byte never came."""
-        cb = self._conns.get(conn)
-        if cb is not None and cb.high_of(bucket) is not None:
-            self._unreserve(cb, bucket)
-
     def allocate(self, conn: int, original: int) -> int | None:
         """Whole-ID allocation (both bytes known)."""
         bucket = self.reserve_high(conn, original >> 8)

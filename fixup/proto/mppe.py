@@ -60,10 +60,6 @@ class _KeyState:
         self.session_key = initial_session_key(self.start_key, key_bits)
         self.rc4 = ARC4.new(self.session_key)
 
-    def restart(self) -> None:
-        """RFC 3078 section 8: RC4 tables re-initialised from the current session key."""
-        self.rc4 = ARC4.new(self.session_key)
-
     def rekey(self) -> None:
         """RFC 3078 section 7.3: interim key by SHA-1, RC4 of it under itself, reduction."""
         interim = get_new_key_from_sha(self.start_key, self.session_key, len(self.start_key))
