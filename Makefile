@@ -10,12 +10,13 @@ STAMP := $(VENV)/.stamp-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
+# The last line is what the interop tier's VM needs: a Debian kernel with PPP for virtme-ng to
+# boot under qemu (TCG), real pppd/pptp-linux/pptpd, and busybox-static (vng's initramfs).
 APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev \
-	libnfnetlink-dev nftables iptables iproute2 kmod netsniff-ng
+	libnfnetlink-dev nftables iptables iproute2 kmod netsniff-ng \
+	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static
 
-INTEROP_APT_PACKAGES := linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static
-
-.PHONY: help setup packages lab bench test unit netns interop interop-setup clean
+.PHONY: help setup packages lab bench test unit netns interop clean
 
 help:
 	@echo "make lab    live demo of the gateway in network namespaces"
@@ -23,8 +24,7 @@ help:
 	@echo "make test   the whole test suite (all tiers)"
 	@echo "make unit   unit tests only (-m unit)"
 	@echo "make netns  network-namespace tests only (-m netns, root)"
-	@echo "make interop        VM interop tests against pppd/pptp-linux/pptpd (-m interop, root)"
-	@echo "make interop-setup  what the interop VM needs (Debian kernel, qemu, ppp, pptp-linux, pptpd, virtme-ng)"
+	@echo "make interop  VM interop tests against pppd/pptp-linux/pptpd only (-m interop, root)"
 	@echo "make setup  Debian packages (if missing) and $(VENV)"
 	@echo "make clean  remove $(VENV) and caches"
 
@@ -40,7 +40,7 @@ packages:
 	  if [ "$$(id -u)" -ne 0 ]; then echo "make setup: missing packages:$$missing (run as root)" >&2; exit 1; fi; \
 	  echo "make setup: installing$$missing"; \
 	  apt-get update; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 $(VENV)/bin/python: | packages
@@ -71,19 +71,7 @@ netns: setup
 
 # One VM boot (virtme-ng, qemu TCG) runs every scenario of tests/interop; see tests/interop/conftest.py.
 interop: setup
-	FIXUP_INTEROP=1 $(VENV)/bin/pytest -m interop $(PYTEST_ARGS)
-
-interop-setup: setup
-	@missing=""; \
-	for pkg in $(INTEROP_APT_PACKAGES); do \
-	  [[ "$$(dpkg -s "$$pkg" 2>/dev/null)" == *"Status: install ok installed"* ]] || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make interop-setup: installing$$missing"; \
-	  apt-get update; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	fi
-	[ -x $(VENV)/bin/vng ] || PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install virtme-ng
+	$(VENV)/bin/pytest -m interop $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -43,13 +43,13 @@ def find_vng() -> str | None:
 def unavailable_reason() -> str | None:
     """Why no VM can boot here, or None when vng, a kernel, qemu and a static busybox are present."""
     if find_vng() is None:
-        return "virtme-ng (vng) is not installed: make interop-setup"
+        return "virtme-ng (vng) is not installed: make setup"
     if find_kernel() is None:
-        return "no /boot/vmlinuz-* kernel: make interop-setup (apt linux-image-amd64)"
+        return "no /boot/vmlinuz-* kernel: make setup (apt linux-image-amd64)"
     if shutil.which("qemu-system-x86_64") is None:
-        return "qemu-system-x86_64 is missing: make interop-setup (apt qemu-system-x86)"
+        return "qemu-system-x86_64 is missing: make setup (apt qemu-system-x86)"
     if not any(Path(p).exists() for p in ("/bin/busybox", "/usr/bin/busybox")):
-        return "busybox-static is missing: make interop-setup"
+        return "busybox-static is missing: make setup"
     if os.geteuid() != 0:
         return "the interop VM needs root (network namespaces, PPP in the guest)"
     return None
