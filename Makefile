@@ -10,11 +10,12 @@ STAMP := $(VENV)/.stamp-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-# The last line is what the interop tier's VM needs: a Debian kernel with PPP for virtme-ng to
-# boot under qemu (TCG), real pppd/pptp-linux/pptpd, and busybox-static (vng's initramfs).
+# The interop tier needs the last two lines: a Debian kernel with PPP for virtme-ng to boot under
+# qemu (TCG), real pppd/pptp-linux/pptpd, busybox-static (vng's initramfs), and FreeRADIUS.
 APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev \
 	libnfnetlink-dev nftables iptables iproute2 kmod netsniff-ng \
-	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static
+	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static \
+	freeradius freeradius-utils
 
 .PHONY: help setup packages lab bench test unit netns interop clean
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Final
 
 from fixup.proto.auth import crypto
@@ -78,16 +79,27 @@ class VerifyRequest:
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     """A verifier's answer.  ``message``: text for the peer (Success / Ack message on success,
-    human-readable reason on failure).  ``keys``: MPPE start keys when derivable (MS-CHAP v1
-    and v2; a RADIUS server may not send them, seed 001 line 150).
-    ``authenticator_response``: MS-CHAP v2 ``S=<40 hex>`` (RFC 2759 section 5).
-    ``account``: the configured user name that matched, when known."""
+    human-readable reason on failure; an MS-CHAP ``E=...`` string is relayed as is).
+    ``keys``: MPPE start keys when derivable (MS-CHAP v1 and v2; a RADIUS server may not send
+    them, seed 001 line 148).  ``authenticator_response``: MS-CHAP v2 ``S=<40 hex>`` (RFC 2759
+    section 5).  ``account``: the configured user name that matched, when known.
+
+    What a AAA server may add (RFC 2865 section 5, RFC 2869 section 5.16): ``framed_address``
+    (Framed-IP-Address, overrides the pool), ``session_timeout`` / ``idle_timeout`` (seconds),
+    ``interim_interval`` (Acct-Interim-Interval, seconds), ``radius_class`` (Class, echoed in
+    accounting, RFC 2865 section 5.25).  ``log``: why, for the operator's log (never sent)."""
 
     ok: bool
     message: str = ""
     keys: MppeKeys | None = None
     authenticator_response: str | None = None
     account: str | None = None
+    framed_address: IPv4Address | None = None
+    session_timeout: int | None = None
+    idle_timeout: int | None = None
+    interim_interval: int | None = None
+    radius_class: bytes | None = None
+    log: str = ""
 
 
 def _fail(message: str = FAILED_MESSAGE) -> VerifyResult:
