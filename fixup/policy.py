@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fixup.errors import PolicyError
+from fixup.policy_aaa import AaaGroup, parse_aaa
 from fixup.policy_terminate import TerminatePolicy, parse_terminate
 from fixup.proto.config import Timeouts, TrackerConfig
 
@@ -54,8 +55,8 @@ _HMS = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")  # PIX "timeout conn 1:00:00"
 class Policy:
     """A validated policy.  ``pat_address`` None means "the outside interface's primary IPv4
     address", which only the daemon can resolve.  ``pptp_ports`` empty means no PPTP fixup.
-    ``terminate``: local PPTP dial-in (:mod:`fixup.policy_terminate`); ``aaa`` is reserved,
-    kept raw until it is implemented."""
+    ``terminate``: local PPTP dial-in (:mod:`fixup.policy_terminate`); ``aaa``: named AAA
+    server groups (:mod:`fixup.policy_aaa`)."""
 
     inside: tuple[str, ...]
     outside: str
@@ -68,7 +69,7 @@ class Policy:
     log_level: str = DEFAULT_LOG_LEVEL
     source: str = "<policy>"
     terminate: TerminatePolicy | None = field(default=None, hash=False)
-    aaa: dict[str, Any] | None = field(default=None, hash=False)
+    aaa: Mapping[str, AaaGroup] = field(default_factory=dict, hash=False)
 
     def tracker_config(self, pat_address: IPv4Address | None = None) -> TrackerConfig:
         """The pure tracker's configuration; ``pat_address`` is the resolved PAT address
@@ -148,6 +149,7 @@ class _Parser:
         outside = self.interface(top["outside"], "outside")
         if outside in inside:
             self.fail(f"{outside!r} is also listed in 'inside'", "outside", top["outside"])
+        aaa = parse_aaa(self, top.get("aaa"))
         return Policy(
             inside=inside,
             outside=outside,
@@ -161,8 +163,8 @@ class _Parser:
             ),
             log_level=self.optional(runtime, "log_level", "runtime", self.log_level, DEFAULT_LOG_LEVEL),
             source=self.path,
-            terminate=parse_terminate(self, top.get("terminate")),
-            aaa=self.raw_section(top.get("aaa"), "aaa"),
+            terminate=parse_terminate(self, top.get("terminate"), aaa),
+            aaa=aaa,
         )
 
     # -- structure -------------------------------------------------------------------------
@@ -201,22 +203,6 @@ class _Parser:
         if name not in entries:
             return default
         return check(entries[name], _join(parent, name))
-
-    def raw_section(self, node: Node | None, key: str) -> dict[str, Any] | None:
-        """A reserved section (``terminate``, ``aaa``): must be a mapping; kept as plain data."""
-        if node is None or _is_null(node):
-            return None
-        if not isinstance(node, MappingNode):
-            self.fail(f"expected a mapping (reserved section), got {_describe(node)}", key, node)
-        self.section(node, key, tuple(str(k.value) for k, _ in node.value))  # duplicates only
-        try:
-            value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:
-            line = _mark_line(exc) or _line(node)
-            raise PolicyError(_yaml_problem(exc), key=key, line=line, path=self.path) from exc
-        except (yaml.YAMLError, ValueError, TypeError) as exc:
-            self.fail(f"cannot read this section: {_one_line(str(exc))}", key, node)
-        return dict(value)
 
     def scalar_text(self, node: Node, key: str, expected: str) -> str:
         """The literal text of a plain scalar (so ``on`` stays the word, not a boolean)."""

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Mapping
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from fixup.policy_aaa import AaaGroup, TerminateAaa, parse_terminate_aaa
+
 if TYPE_CHECKING:
     from fixup.policy import _Parser
 
@@ -18,7 +20,7 @@ AUTH_METHODS = ("pap", "chap", "mschap", "mschap-v2")  # vpdn group 1 ppp authen
 MSCHAP_METHODS = frozenset({"mschap", "mschap-v2"})
 MPPE_MODES = ("none", "40", "128", "auto")  # vpdn group 1 ppp encryption mppe 40|128|auto
 TERMINATE_KEYS = ("listen", "local_address", "authentication", "encryption", "pool", "dns", "wins", "users",
-                  "max_sessions")
+                  "max_sessions", "aaa")
 ENCRYPTION_KEYS = ("mppe", "required", "stateless")
 STATELESS_MODES = ("auto", "always", "never")
 DEFAULT_MAX_SESSIONS = 127  # PIX 6.x: 128 sockets, one of them the listener
@@ -48,14 +50,15 @@ class TerminatePolicy:
     wins: tuple[IPv4Address, ...] = ()
     users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    aaa: TerminateAaa = TerminateAaa()
 
     @property
     def pool_size(self) -> int:
         return int(self.pool[1]) - int(self.pool[0]) + 1
 
 
-def parse_terminate(p: _Parser, node: Node | None) -> TerminatePolicy | None:
-    """``terminate:``; absent or empty = no local termination."""
+def parse_terminate(p: _Parser, node: Node | None, groups: Mapping[str, AaaGroup]) -> TerminatePolicy | None:
+    """``terminate:``; absent or empty = no local termination.  ``groups``: the ``aaa`` section."""
     if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
         return None
     t = p.section(node, "terminate", TERMINATE_KEYS)
@@ -66,6 +69,8 @@ def parse_terminate(p: _Parser, node: Node | None) -> TerminatePolicy | None:
     listen_address, listen_interface = _listen(p, t["listen"])
     authentication = p.optional(t, "authentication", "terminate", lambda n, k: _methods(p, n, k), AUTH_METHODS)
     encryption = _encryption(p, t.get("encryption"), authentication)
+    users = p.optional(t, "users", "terminate", lambda n, k: _users(p, n, k), {})
+    aaa = parse_terminate_aaa(p, t.get("aaa"), groups, authentication, encryption.mppe, bool(users))
     return TerminatePolicy(
         listen_address=listen_address,
         listen_interface=listen_interface,
@@ -75,9 +80,10 @@ def parse_terminate(p: _Parser, node: Node | None) -> TerminatePolicy | None:
         pool=_pool(p, t["pool"], "terminate.pool"),
         dns=p.optional(t, "dns", "terminate", lambda n, k: _addresses(p, n, k, 2), ()),
         wins=p.optional(t, "wins", "terminate", lambda n, k: _addresses(p, n, k, 2), ()),
-        users=MappingProxyType(p.optional(t, "users", "terminate", lambda n, k: _users(p, n, k), {})),
+        users=MappingProxyType(users),
         max_sessions=p.optional(t, "max_sessions", "terminate",
                                 lambda n, k: p.integer(n, k, "a session count 1-65535", 1, 65535), DEFAULT_MAX_SESSIONS),
+        aaa=aaa,
     )
 
 

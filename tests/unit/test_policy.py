@@ -72,7 +72,7 @@ def test_minimal_policy_takes_defaults() -> None:
     assert policy.control_socket == "/run/fixup/fixup.sock"
     assert policy.log_level == "info"
     assert policy.source == "<policy>"
-    assert policy.terminate is None and policy.aaa is None
+    assert policy.terminate is None and dict(policy.aaa) == {}
 
 
 def test_empty_port_list_means_no_fixup_protocol_pptp() -> None:
@@ -113,9 +113,9 @@ def test_empty_sections_are_defaults() -> None:
     assert policy == parse_policy(BASE)
 
 
-def test_reserved_aaa_section_is_kept_raw() -> None:
+def test_empty_aaa_section_has_no_groups() -> None:
     policy = parse_policy(BASE + "aaa: {}\n")
-    assert policy.aaa == {}
+    assert dict(policy.aaa) == {}
 
 
 def test_policy_is_frozen_and_hashable() -> None:
@@ -204,7 +204,7 @@ ERROR_CASES = [
      "runtime.control_socket", 3, "too long for a unix socket"),
     ("terminate-not-mapping", BASE + "\nterminate: yes\n", "terminate", 4, "expected a mapping"),
     ("aaa-not-mapping", BASE + "aaa: [radius]\n", "aaa", 3, "expected a mapping"),
-    ("aaa-duplicate", BASE + "aaa:\n  server: a\n  server: b\n", "aaa.server", 5, "duplicate key"),
+    ("aaa-duplicate", BASE + "aaa:\n  server: {}\n  server: {}\n", "aaa.server", 5, "duplicate key"),
     ("custom-tag", BASE + "pat_address: !addr 198.51.100.1\n", "pat_address", 3, "tagged !addr"),
     ("merge-key", BASE + "<<: {x: 1}\n", "<<", 3, "unknown key"),
 ]
