@@ -15,11 +15,13 @@ from typing import Callable
 
 from fixup.errors import BadInput
 from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.aaa import AccountingRecord, AuthContext
 from fixup.proto.auth import LocalUsers, VerifyRequest, VerifyResult, verify_locally
 from fixup.proto.gre_channel import GreChannel
 from fixup.proto.pool import AddressPool
 from fixup.proto.pptp_server import PptpServerConnection, ServerConfig, ServerEvent
 from fixup.proto.ppp.session import PppSession, SessionConfig
+from fixup.proto.terminate_aaa import OPERATOR, AaaBook, CallAaa
 from fixup.proto.terminate_config import session_config
 from fixup.proto.verdict import Event
 from fixup.wire import pptp_messages as m
@@ -38,6 +40,7 @@ class LocalCall:
     channel: GreChannel
     session: PppSession
     created: float
+    aaa: CallAaa
     announced: bool = False  # the "Tunnel created" line was logged
 
 
@@ -70,6 +73,8 @@ class TerminateServer:
         self.server = server
         self.session_config: SessionConfig = session_config(policy, local_address)
         self.pool = AddressPool(*policy.pool, reserved=frozenset({local_address}))
+        self.aaa = AaaBook(policy.aaa, policy.encryption.mppe != "none", str(self.listen_address), random_bytes)
+        self.by_session: dict[str, LocalCall] = {}  # by Acct-Session-Id (the AAA token)
         self.tunnels: dict[int, Tunnel] = {}
         self.calls: dict[int, LocalCall] = {}  # by our call id
         self.by_address: dict[IPv4Address, LocalCall] = {}
@@ -145,6 +150,12 @@ class TerminateServer:
             tunnel.conn.poll(now)
             self._drain_tunnel(tunnel, now)
         for call in list(self.calls.values()):
+            expired = self.aaa.expired(call.aaa, call.session, now)
+            if expired is not None and not call.session.closed and call.session.phase != "terminate":
+                self._events.append(Event("session-timeout", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: "
+                                          f"user {call.session.username or 'Unknown'}: {expired}, disconnecting",
+                                          {"call": call.call_id, "reason": expired}))
+                call.session.close(now, expired)
             delivered, out = call.channel.poll(now)
             self._gre += [(call.peer, gre) for gre in out]
             for frame in delivered:
@@ -152,19 +163,72 @@ class TerminateServer:
             call.session.poll(now)
             self._drain_call(call, now)
 
-    def clear(self, now: float, tunnel_id: int | None = None) -> int:
+    def clear(self, now: float, tunnel_id: int | None = None, why: str = OPERATOR) -> int:
         """``clear vpdn tunnel ID|all``: LCP Terminate, CDN, StopCCRQ."""
         tunnels = list(self.tunnels.values()) if tunnel_id is None else [t for t in [self.tunnels.get(tunnel_id)] if t]
         for tunnel in tunnels:
             for call in list(tunnel.calls.values()):
-                call.session.close(now, "cleared by operator")
+                call.session.close(now, why)
                 self._drain_call(call, now)
-                self._end_call(call, now, "cleared by operator")
+                self._end_call(call, now, why)
             tunnel.conn.stop(now)
             self._drain_tunnel(tunnel, now)
             self._close.append(tunnel.tunnel_id)
-            self.tunnel_closed(tunnel.tunnel_id, now, "cleared by operator")
+            self.tunnel_closed(tunnel.tunnel_id, now, why)
         return len(tunnels)
+
+    # -- AAA (RADIUS / TACACS+ answers come back here) --------------------------------------------------
+
+    def aaa_result(self, token: str, result: VerifyResult, now: float) -> None:
+        """The AAA server's answer for the call whose Acct-Session-Id is ``token``; answers for
+        calls that have gone are dropped."""
+        call = self.by_session.get(token)
+        if call is None or not call.aaa.pending or call.session.auth is None:
+            return
+        session = call.session
+        user = session.username or "Unknown"
+        result, problem = self.aaa.screen(call.aaa, session.auth.method, result)
+        if result.ok and result.framed_address is not None and result.framed_address != call.address:
+            problem = self._use_framed_address(call, result.framed_address)
+            result = result if problem is None else VerifyResult(False, log=problem)
+        outcome = "succeed" if result.ok else "failed"
+        self._events.append(Event("aaa-auth", f"603103: PPP virtual interface {call.call_id} - user: {user} "
+                                  f"aaa authentication {outcome}" + (f" ({result.log})" if result.log and not problem else ""),
+                                  {"call": call.call_id, "ok": result.ok}))
+        if problem is not None:
+            self._events.append(Event("aaa-refused", f"403110: PPP virtual interface {call.call_id}, user: {user} "
+                                      f"{problem}", {"call": call.call_id, "reason": problem}))
+        if result.ok:
+            self.aaa.authorized(call.aaa, result, user, now)
+        session.verify_result(result, now)
+        self._drain_call(call, now)
+
+    def take_aaa_requests(self) -> list[tuple[str, VerifyRequest, AuthContext]]:
+        """(token, request, context) for the authentication server group."""
+        return self.aaa.take_requests()
+
+    def take_accounting(self) -> list[AccountingRecord]:
+        """Start / Interim-Update / Stop records for the accounting server group."""
+        return self.aaa.take_records()
+
+    def _use_framed_address(self, call: LocalCall, address: IPv4Address) -> str | None:
+        """Framed-IP-Address (RFC 2865 section 5.8) instead of the pool's address, or why not."""
+        if address == self.local_address or address in self.by_address:
+            return f"Framed-IP-Address {address} is in use"
+        in_pool = address in self.pool
+        if in_pool and not self.pool.take(address):
+            return f"Framed-IP-Address {address} is not free in the pool"
+        self.pool.release(call.address)
+        self.by_address.pop(call.address, None)
+        call.address = address
+        call.session.reassign(address)
+        call.aaa.routed = not in_pool
+        self.by_address[address] = call
+        if call.aaa.routed:  # the I/O routes it to the TUN device (the pool is routed already)
+            self._events.append(Event("address-routed", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: "
+                                      f"Framed-IP-Address {address} outside the pool, routed",
+                                      {"address": str(address), "add": True}))
+        return None
 
     def take_tcp(self) -> list[tuple[int, bytes]]:
         out, self._tcp = self._tcp, []
@@ -239,9 +303,11 @@ class TerminateServer:
         call_id = self._free_call_id()
         session = PppSession(self.session_config, address, now, random_bytes=self.random_bytes)
         channel = GreChannel(request.call_id, request.packet_recv_window_size, now)
-        call = LocalCall(call_id, request.call_id, tid, tunnel.peer, address, channel, session, now)
+        call = LocalCall(call_id, request.call_id, tid, tunnel.peer, address, channel, session, now,
+                         self.aaa.new_call(call_id, _ip(tunnel.peer), now))
         tunnel.calls[call_id] = self.calls[call_id] = call
         self.by_address[address] = call
+        self.by_session[call.aaa.context.session_id] = call
         tunnel.conn.accept_call(request, call_id)
         self._events.append(Event("call-admitted", f"Tnl/Cl {tid}/{call_id} PPTP: call from {_ip(tunnel.peer)} "
                                   f"(peer call id 0x{request.call_id:x}), address {address}",
@@ -261,6 +327,11 @@ class TerminateServer:
     def _drain_call(self, call: LocalCall, now: float) -> None:
         session = call.session
         for request in session.take_verify_requests():
+            if self.aaa.remote:
+                self.aaa.ask(call.aaa, request)
+                self._events.append(Event("aaa-auth", f"2: PPP virtual interface {call.call_id} - user: "
+                                          f"{request.username} aaa authentication started", {"call": call.call_id}))
+                continue
             result = self.verifier(request)
             if result is not None:
                 session.verify_result(result, now)
@@ -268,17 +339,18 @@ class TerminateServer:
             self._gre += [(call.peer, gre) for gre in call.channel.send(frame, now)]
         self._tun += session.take_ip()
         for kind, text in session.take_events():
-            self._on_session_event(call, kind, text)
+            self._on_session_event(call, kind, text, now)
         tunnel = self.tunnels.get(call.tunnel_id)
         if tunnel is not None:
             self._flush_tcp(tunnel)
         if session.closed and call.call_id in self.calls:
             self._end_call(call, now, session.failure or "PPP down")
 
-    def _on_session_event(self, call: LocalCall, kind: str, text: str) -> None:
+    def _on_session_event(self, call: LocalCall, kind: str, text: str, now: float) -> None:
         tid, cid = call.tunnel_id, call.call_id
         if kind == "up":
             call.announced = True
+            self.aaa.link_up(call.aaa, call.session, call.address, now)
             strength = f"{call.session.mppe_key_length} bits" if call.session.mppe_key_length else "None"
             self._events.append(Event("tunnel-created", (
                 f"603104: PPTP Tunnel created, tunnel_id is {tid}, remote_peer_ip is {_ip(call.peer)} "
@@ -298,7 +370,12 @@ class TerminateServer:
         if self.calls.pop(call.call_id, None) is None:
             return
         self.by_address.pop(call.address, None)
+        self.by_session.pop(call.aaa.context.session_id, None)
         self.pool.release(call.address)
+        self.aaa.ended(call.aaa, call.session, why, now)
+        if call.aaa.routed:
+            self._events.append(Event("address-routed", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: route to "
+                                      f"{call.address} removed", {"address": str(call.address), "add": False}))
         tunnel = self.tunnels.get(call.tunnel_id)
         if tunnel is not None:
             tunnel.calls.pop(call.call_id, None)
@@ -310,7 +387,8 @@ class TerminateServer:
             call.session.lower_down(now, why)
         self._events.append(Event("call-ended", f"PPTP: Call id {call.call_id}, tunnel {call.tunnel_id}, "
                                   f"user {call.session.username or 'Unknown'}: {why}; address {call.address} returned",
-                                  {"peer": _ip(call.peer), "call": call.call_id, "reason": why}))
+                                  {"peer": _ip(call.peer), "call": call.call_id, "reason": why,
+                                   "session_id": call.aaa.context.session_id}))
 
     def _debug(self, text: str) -> None:
         self._events.append(Event("debug", text, {}))
@@ -343,6 +421,7 @@ def _call_dict(c: LocalCall, now: float) -> dict:
     s, ch = c.session, c.channel
     return {"call_id": c.call_id, "tunnel_id": c.tunnel_id, "remote_address": _ip(c.peer),
             "remote_call_id": c.peer_call_id, "username": s.username, "state": s.phase,
+            "session_id": c.aaa.context.session_id,
             "since_change": round(now - s.changed, 1), "address": str(c.address),
             "mppe": s.mppe_key_length, "packets_sent": ch.stats.sent, "packets_received": ch.stats.received,
             "bytes_sent": ch.stats.bytes_sent, "bytes_received": ch.stats.bytes_received,

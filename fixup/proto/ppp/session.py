@@ -127,6 +127,14 @@ class PppSession:
             self._frames_of(Protocol.PAP if self.auth.method == "pap" else Protocol.CHAP, self.auth.complete(result))
         self._after(now)
 
+    def reassign(self, address: IPv4Address) -> None:
+        """Another address for the client (a AAA server's Framed-IP-Address, RFC 2865 section
+        5.8); only before IPCP has started."""
+        if self.ipcp.state is not State.INITIAL:
+            raise ValueError("IPCP already started")
+        self.assigned = address
+        self.ipcp = Ipcp(self.config.ipcp, address)
+
     def poll(self, now: float) -> None:
         if self.ccp is not None and self.ccp.state is State.INITIAL and self._ccp_deadline is not None \
                 and now >= self._ccp_deadline:  # the client did not start CCP: we do
