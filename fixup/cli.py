@@ -142,6 +142,15 @@ def policy_summary(policy: Policy) -> str:
             f"dns {' '.join(map(str, term.dns)) or 'none'}, wins {' '.join(map(str, term.wins)) or 'none'}",
             f"  vpdn users    {len(term.users)} local, max sessions {term.max_sessions}",
         ]
+        if term.aaa.authentication is not None:
+            lines.append(f"  vpdn aaa      client authentication aaa {term.aaa.authentication.name}")
+        if term.aaa.accounting is not None:
+            interim = term.aaa.interim_interval
+            lines.append(f"  vpdn aaa      client accounting {term.aaa.accounting.name}, interim updates "
+                         + (f"every {interim:g} s" if interim else "when the server asks (Acct-Interim-Interval)"))
+    for group in policy.aaa.values():
+        hosts = ", ".join(f"{h.label} timeout {h.timeout:g} s retries {h.retries}" for h in group.hosts)
+        lines.append(f"  aaa-server    {group.name} protocol {group.protocol}: {hosts}")
     return "\n".join(lines)
 
 

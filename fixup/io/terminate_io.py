@@ -10,16 +10,19 @@ from ipaddress import IPv4Address
 from typing import Any, Callable
 
 from fixup.errors import SetupError
+from fixup.io.aaa_io import AaaIo
 from fixup.io.tun import TunDevice
 from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.auth import VerifyResult
 from fixup.proto.terminate import TerminateServer
+from fixup.proto.terminate_aaa import STOPPING
 
 log = logging.getLogger("fixup.vpdn")
 
 PPTP_PORT = 1723  # RFC 2637 section 1.3
 TICK = 0.05  # GRE ack delay and reorder timeout are of this order
 EVENT_LEVELS = {"debug": logging.DEBUG, "pptp-error": logging.WARNING, "call-refused": logging.WARNING,
-                "auth-failed": logging.WARNING}
+                "auth-failed": logging.WARNING, "aaa-refused": logging.WARNING}
 
 
 class TerminateIo:
@@ -38,6 +41,9 @@ class TerminateIo:
         self.tcp_server: asyncio.AbstractServer | None = None
         self.writers: dict[int, asyncio.StreamWriter] = {}
         self.ticker: asyncio.Task[None] | None = None
+        self.aaa: AaaIo | None = None
+        if policy.aaa.authentication is not None or policy.aaa.accounting is not None:
+            self.aaa = AaaIo(policy.aaa, listen, on_result=self._aaa_answer)
 
     def prepare(self) -> None:
         """Before the event loop runs: the TUN device (pyroute2's synchronous calls must not run
@@ -55,6 +61,8 @@ class TerminateIo:
         except OSError as err:
             self.close()
             raise SetupError(f"cannot accept PPTP on {self.listen}:{PPTP_PORT}: {err}") from err
+        if self.aaa is not None:
+            await self.aaa.start()
         loop.add_reader(self.gre.fileno(), self._gre_readable)
         loop.add_reader(self.tun.fd, self._tun_readable)
         self.ticker = asyncio.create_task(self._tick())
@@ -64,10 +72,12 @@ class TerminateIo:
 
     async def stop(self) -> None:
         now = time.monotonic()
-        self.server.clear(now)
+        self.server.clear(now, why=STOPPING)
         self._flush()
         if self.ticker is not None:
             self.ticker.cancel()
+        if self.aaa is not None:
+            await self.aaa.stop()  # the Stop records of the sessions just cleared
         for writer in list(self.writers.values()):
             writer.close()
         if self.tcp_server is not None:
@@ -138,6 +148,13 @@ class TerminateIo:
             except Exception:  # noqa: BLE001 - the timer must survive one bad session
                 log.exception("fixup: terminate poll failed")
 
+    def _aaa_answer(self, token: object, result: VerifyResult) -> None:
+        try:
+            self.server.aaa_result(str(token), result, time.monotonic())
+            self._flush()
+        except Exception:  # noqa: BLE001 - one bad answer must not take the AAA socket down
+            log.exception("fixup: AAA answer for session %s failed", token)
+
     # -- output -------------------------------------------------------------------------------
 
     def _flush(self) -> None:
@@ -161,11 +178,29 @@ class TerminateIo:
                 log.debug("GRE to %s dropped: %s", IPv4Address(peer), err)
         for packet in server.take_tun():
             self.tun.write(packet)
+        self._flush_aaa(events)
         for event in events:
             log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
 
+    def _flush_aaa(self, events: list) -> None:
+        server, aaa = self.server, self.aaa
+        for event in events:
+            if event.kind == "address-routed":
+                asyncio.get_running_loop().run_in_executor(None, self.tun.route, event.data["address"],
+                                                           event.data["add"])
+            elif event.kind == "call-ended" and aaa is not None:
+                aaa.cancel(event.data["session_id"])
+        if aaa is None:
+            return
+        for token, request, context in server.take_aaa_requests():
+            aaa.authenticate(token, request, context)
+        for record in server.take_accounting():
+            aaa.account(record)
+
     def snapshot(self) -> dict[str, Any]:
-        return self.server.snapshot(time.monotonic())
+        snap = self.server.snapshot(time.monotonic())
+        snap["aaa"] = self.aaa.snapshot() if self.aaa is not None else {}
+        return snap
 
     def clear(self, tunnel_id: int | None) -> int:
         cleared = self.server.clear(time.monotonic(), tunnel_id)

@@ -47,6 +47,18 @@ class TunDevice:
                 ipr.route("replace", dst=network, oif=index)
         log.info("fixup: TUN %s up, %s, pool %s-%s routed to it, MTU %d", self.name, local, pool[0], pool[1], self.mtu)
 
+    def route(self, address: str, add: bool) -> None:
+        """A host route to the device for a client address outside the pool (a AAA server's
+        Framed-IP-Address); blocking (pyroute2), so the event loop runs it in a thread."""
+        from pyroute2 import IPRoute
+
+        try:
+            with IPRoute() as ipr:
+                index = ipr.link_lookup(ifname=self.name)[0]
+                ipr.route("replace" if add else "del", dst=f"{address}/32", oif=index)
+        except Exception as err:  # noqa: BLE001 - pyroute2 raises several kinds; the call goes on
+            log.warning("fixup: route %s %s via %s failed: %s", "to" if add else "removal for", address, self.name, err)
+
     def read(self) -> bytes | None:
         """One IP packet from the kernel, or None when none is waiting."""
         try:

@@ -1,0 +1,88 @@
+"""The AAA server groups of a ``terminate`` policy, in the daemon's event loop: one driver per
+group (RADIUS over UDP, :mod:`fixup.io.radius_io`; TACACS+ over TCP, :mod:`fixup.io.tacacs_io`)
+between :class:`fixup.proto.terminate.TerminateServer` and the servers."""
+from __future__ import annotations
+
+import logging
+import socket
+from ipaddress import IPv4Address
+from typing import Any, Callable, Hashable, Protocol
+
+from fixup.policy_aaa import RADIUS, AaaGroup, TerminateAaa
+from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
+from fixup.proto.auth import VerifyRequest, VerifyResult
+from fixup.proto.verdict import Event
+
+log = logging.getLogger("fixup.aaa")
+
+EVENT_LEVELS = {"aaa-timeout": logging.WARNING, "aaa-failover": logging.WARNING, "aaa-bad-answer": logging.WARNING,
+                "aaa-accounting-lost": logging.ERROR}
+
+
+class GroupDriver(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def authenticate(self, token: Hashable, request: VerifyRequest, context: AuthContext) -> None: ...
+
+    def cancel(self, token: Hashable) -> None: ...
+
+    def account(self, record: AccountingRecord) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+def _driver(group: AaaGroup, nas: NasIdentity, on_result: Callable[[Hashable, VerifyResult], None],
+            on_event: Callable[[Event], None]) -> GroupDriver:
+    if group.protocol == RADIUS:
+        from fixup.io.radius_io import RadiusIo
+
+        return RadiusIo(group, nas, on_result=on_result, on_event=on_event)
+    from fixup.io.tacacs_io import TacacsIo
+
+    return TacacsIo(group, nas, on_result=on_result, on_event=on_event)
+
+
+class AaaIo:
+    """``authentication`` and ``accounting`` of ``terminate.aaa`` (one driver when both name the
+    same group).  ``on_result(token, result)`` is called in the event loop."""
+
+    def __init__(self, aaa: TerminateAaa, nas_address: IPv4Address,
+                 on_result: Callable[[Hashable, VerifyResult], None]) -> None:
+        nas = NasIdentity(nas_address, socket.gethostname() or "fixup")
+        self.drivers: dict[str, GroupDriver] = {}
+        for group in (aaa.authentication, aaa.accounting):
+            if group is not None and group.name not in self.drivers:
+                self.drivers[group.name] = _driver(group, nas, on_result, self._log_event)
+        self.auth = self.drivers[aaa.authentication.name] if aaa.authentication is not None else None
+        self.acct = self.drivers[aaa.accounting.name] if aaa.accounting is not None else None
+
+    async def start(self) -> None:
+        for name, driver in self.drivers.items():
+            await driver.start()
+            log.info("fixup: AAA server group %s ready", name)
+
+    async def stop(self) -> None:
+        """Waits briefly for outstanding accounting (the Stop records of the last sessions)."""
+        for driver in self.drivers.values():
+            await driver.stop()
+
+    def authenticate(self, token: Hashable, request: VerifyRequest, context: AuthContext) -> None:
+        if self.auth is not None:
+            self.auth.authenticate(token, request, context)
+
+    def cancel(self, token: Hashable) -> None:
+        if self.auth is not None:
+            self.auth.cancel(token)
+
+    def account(self, record: AccountingRecord) -> None:
+        if self.acct is not None:
+            self.acct.account(record)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: driver.snapshot() for name, driver in self.drivers.items()}
+
+    @staticmethod
+    def _log_event(event: Event) -> None:
+        log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
