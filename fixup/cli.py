@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--policy", required=True, metavar="FILE")
 
     show = sub.add_parser("show", parents=[sock], help="show calls or counters of the running daemon")
-    show.add_argument("what", choices=["calls", "counters", "vpdn"])
+    show.add_argument("what", choices=["calls", "counters", "vpdn", "aaa-server"])
     show.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
     clear = sub.add_parser("clear", parents=[sock],
                            help="forget control connections and their calls (calls), or end local PPTP tunnels "
@@ -168,11 +168,14 @@ def _request(socket_path: str, obj: dict[str, Any]) -> dict[str, Any]:
 def _show(what: str, socket_path: str, as_json: bool) -> int:
     from fixup.io import show
 
-    if what == "vpdn":
-        from fixup.io.show_vpdn import format_vpdn
+    if what in ("vpdn", "aaa-server"):
+        from fixup.io.show_vpdn import format_aaa, format_vpdn
 
         snapshot = _request(socket_path, {"cmd": "show-vpdn"})
-        print(json.dumps(snapshot, indent=2, sort_keys=True) if as_json else format_vpdn(snapshot), end="\n" if as_json else "")
+        if what == "aaa-server":
+            snapshot = snapshot.get("aaa") or {}
+        text = format_vpdn(snapshot) if what == "vpdn" else format_aaa(snapshot)
+        print(json.dumps(snapshot, indent=2, sort_keys=True) if as_json else text, end="\n" if as_json else "")
         return EXIT_OK
     snapshot = _request(socket_path, {"cmd": "show-calls"})
     if as_json:

@@ -47,3 +47,21 @@ def _session(s: Mapping[str, Any]) -> list[str]:
 
 def _secs(value: float) -> str:
     return f"{int(value)} secs"
+
+
+def format_aaa(groups: Mapping[str, Any]) -> str:
+    """``fixup show aaa-server``: each AAA server group and its hosts with their counters, laid
+    out like the ASA's ``show aaa-server`` (one ``Name: value`` line per counter)."""
+    if not groups:
+        return "No AAA server groups in use (the policy's terminate section names none).\n"
+    lines: list[str] = []
+    for name, group in groups.items():
+        for host in group.get("hosts") or []:
+            lines += ["" if lines else None, f"Server Group:    {name}",
+                      f"Server Protocol: {group.get('protocol', '?')}",
+                      f"Server Address:  {host.get('address', host.get('host', '?'))}",
+                      f"Server port:     {host.get('port', '?')}"]
+            for key, value in host.items():
+                if key not in ("address", "port", "host") and value not in (None, ""):
+                    lines.append(f"  {key.replace('_', ' ').replace('-', ' ')}: {value}")
+    return "\n".join(line for line in lines if line is not None) + "\n"

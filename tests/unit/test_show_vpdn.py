@@ -34,3 +34,14 @@ def test_layout_follows_pix_show_vpdn():
 
 def test_empty():
     assert format_vpdn({}) == "PPTP Tunnel and Session Information (Total tunnels=0 sessions=0)\n"
+
+
+def test_show_aaa_server_lists_every_host_with_its_counters():
+    from fixup.io.show_vpdn import format_aaa
+
+    text = format_aaa({"AuthInbound": {"protocol": "radius", "hosts": [
+        {"address": "10.1.1.5", "port": 1812, "requests": 4, "timeouts": 1},
+        {"address": "10.1.1.6", "port": 1812, "requests": 1, "timeouts": 0}]}})
+    assert text.count("Server Group:    AuthInbound") == 2 and "Server Address:  10.1.1.6" in text
+    assert "  requests: 4" in text and "  timeouts: 1" in text
+    assert "No AAA server groups" in format_aaa({})
