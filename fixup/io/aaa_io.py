@@ -16,7 +16,8 @@ from fixup.proto.verdict import Event
 log = logging.getLogger("fixup.aaa")
 
 EVENT_LEVELS = {"aaa-timeout": logging.WARNING, "aaa-failover": logging.WARNING, "aaa-bad-answer": logging.WARNING,
-                "aaa-accounting-lost": logging.ERROR, "aaa-error": logging.WARNING}
+                "aaa-queued": logging.WARNING, "aaa-accounting-lost": logging.ERROR, "aaa-error": logging.WARNING,
+                "aaa-late-answer": logging.DEBUG}
 
 
 class GroupDriver(Protocol):

@@ -236,3 +236,11 @@ def test_session_ids_are_unique_and_carried_in_snapshots():
     assert len(tokens) == len(set(tokens)) == 2
     assert {s["session_id"] for s in server.snapshot(0.0)["sessions"]} == set(tokens)
     assert CLIENT != IPv4Address("203.0.113.8").packed
+
+
+def test_retry_allowed_by_the_server_becomes_final():
+    """FreeRADIUS answers MS-CHAP failures with ``E=691 R=1``; our Failure allows no retry."""
+    server = new_server(mppe="auto")
+    FakeAaa(server, edit=lambda result, request: VerifyResult(False, message="E=691 R=1 C=0011 V=3 M=bad"))
+    d = dial(server, auth_methods=("mschap-v2",))
+    assert not d.client.up and d.client.auth.message == b"E=691 R=0 C=0011 V=3 M=bad"

@@ -16,6 +16,8 @@ Message.  All three authenticators share one interface:
 """
 from __future__ import annotations
 
+import re
+
 import os
 import struct
 from collections.abc import Callable
@@ -295,9 +297,10 @@ class ChapMd5Authenticator(_ChapAuthenticator):
 
 
 def _ms_failure(result: VerifyResult, default: str) -> bytes:
-    """A verifier may hand over a complete MS-CHAP error string (RADIUS MS-CHAP-Error)."""
+    """A verifier may hand over a complete MS-CHAP error string (RADIUS MS-CHAP-Error, RFC 2548
+    section 2.1.5); its ``R=1`` (retry allowed) becomes ``R=0``: our Failure is final."""
     text = result.message if result.message.startswith("E=") else default
-    return text.encode()
+    return re.sub(r"\bR=1\b", "R=0", text).encode()
 
 
 class MsChapV1Authenticator(_ChapAuthenticator):
