@@ -72,7 +72,7 @@ thread pool {{
 }}
 
 client nas {{
-    ipaddr = 127.0.0.1
+    ipaddr = {client}
     proto = udp
     secret = "{secret}"
     require_message_authenticator = yes
@@ -240,13 +240,14 @@ def write_config(root: Path, users: str, *, use_mppe: bool = True, address: str 
 
 
 def start(root: Path, users: str, *, use_mppe: bool = True, netns: str | None = None,
-          post_auth: str = "") -> FreeRadius:
+          client: str = "127.0.0.1", post_auth: str = "") -> FreeRadius:
     """Write a configuration under ``root`` and run FreeRADIUS (inside network namespace
     ``netns`` when given) until it is ready: it answers a Status-Server (RFC 5997) on its
     authentication port, or, in a namespace, its log says so.  Raises RuntimeError with the
     log's tail when it does not come up."""
     auth_port, acct_port = free_udp_ports(2) if netns is None else (1812, 1813)
-    write_config(root, users, use_mppe=use_mppe, auth_port=auth_port, acct_port=acct_port, post_auth=post_auth)
+    write_config(root, users, use_mppe=use_mppe, client=client, auth_port=auth_port, acct_port=acct_port,
+                 post_auth=post_auth)
     log = (root / "freeradius-X.log").open("wb")
     prefix = ["ip", "netns", "exec", netns] if netns else []
     process = subprocess.Popen([*prefix, FREERADIUS, "-X", "-d", str(root), "-n", "radiusd"],

@@ -156,3 +156,31 @@ class TacacsTestServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tacacs_server.py --listen ADDR:PORT --secret KEY --user NAME:PASSWORD ...``:
+    serve until killed (for tests that need the server in another network namespace)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--user", action="append", default=[])
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    users = {name.encode(): password.encode() for name, _, password in (u.partition(":") for u in args.user)}
+    server = _Server((host, int(port)), _Handler)
+    server.state = ServerState(args.secret, users)
+    print("ready", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
