@@ -7,6 +7,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -35,18 +36,27 @@ class TerminateLab(Lab):
         )
 
 
-@pytest.fixture(scope="module")
-def lab(netns_ready: None) -> Iterator[TerminateLab]:
-    with Topology(PREFIX, clients=1) as topo, tempfile.TemporaryDirectory(prefix="fixup-term-") as work:
-        gateway = TerminateLab(topo, work, clearing_timeout=2.0)
-        gateway.start_daemon()
+@contextmanager
+def terminate_topology(prefix: str) -> Iterator[Topology]:
+    """One client namespace on the inside (the host dialers reach), running the TCP sink."""
+    with Topology(prefix, clients=1) as topo:
         sink = topo.popen(topo.clients[0], [*PEERS, "sink", "--listen", f"{INSIDE_HOST}:5001"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            yield gateway
+            yield topo
         finally:
             sink.terminate()
             sink.wait(5)
+
+
+@pytest.fixture(scope="module")
+def lab(netns_ready: None) -> Iterator[TerminateLab]:
+    with terminate_topology(PREFIX) as topo, tempfile.TemporaryDirectory(prefix="fixup-term-") as work:
+        gateway = TerminateLab(topo, work, clearing_timeout=2.0)
+        gateway.start_daemon()
+        try:
+            yield gateway
+        finally:
             status, left = gateway.stop_all()
         assert status == 0, gateway.daemon_log()
         assert left == [], f"fixup left rules behind: {left}"

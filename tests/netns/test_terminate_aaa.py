@@ -10,15 +10,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from fixup.lab.scenario import PEERS
 from fixup.lab.topology import PAT_ADDRESS, Topology
 from tests.interop import freeradius
-from tests.netns.test_terminate import INSIDE_HOST, POOL, TerminateLab, dial, vpdn
+from tests.netns.test_terminate import INSIDE_HOST, TerminateLab, dial, terminate_topology, vpdn
 
 pytestmark = pytest.mark.netns
 
@@ -55,19 +53,6 @@ class AaaLab(TerminateLab):
                        "timeout: 2, retries: 1}]}}\n")
 
 
-@contextmanager
-def topology(prefix: str) -> Iterator[Topology]:
-    """The terminate topology with the TCP sink on the inside host."""
-    with Topology(prefix, clients=1) as topo:
-        sink = topo.popen(topo.clients[0], [*PEERS, "sink", "--listen", f"{INSIDE_HOST}:5001"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            yield topo
-        finally:
-            sink.terminate()
-            sink.wait(5)
-
-
 def run_lab(topo: Topology, work: str, group: str) -> AaaLab:
     lab = AaaLab(topo, work, clearing_timeout=2.0, group=group)
     lab.start_daemon()
@@ -84,7 +69,7 @@ def stop_lab(lab: AaaLab) -> None:
 def radius_lab(netns_ready: None) -> Iterator[tuple[AaaLab, freeradius.FreeRadius]]:
     if freeradius.unavailable_reason():
         pytest.skip(freeradius.unavailable_reason())
-    with topology("fxt-aaa-") as topo, tempfile.TemporaryDirectory(prefix="fixup-aaa-") as work:
+    with terminate_topology("fxt-aaa-") as topo, tempfile.TemporaryDirectory(prefix="fixup-aaa-") as work:
         server = freeradius.start(Path(work) / "radius", USERS, netns=topo.gateway, client=PAT_ADDRESS,
                                   post_auth=freeradius.STRIP_KEYS_OF_NOKEYS)
         try:
@@ -160,7 +145,7 @@ def test_show_aaa_server_counts_the_requests(radius_lab) -> None:
 
 @pytest.fixture(scope="module")
 def tacacs_lab(netns_ready: None) -> Iterator[AaaLab]:
-    with topology("fxt-tac-") as topo, tempfile.TemporaryDirectory(prefix="fixup-tac-") as work:
+    with terminate_topology("fxt-tac-") as topo, tempfile.TemporaryDirectory(prefix="fixup-tac-") as work:
         server = topo.popen(topo.gateway, [sys.executable, str(TACACS_SERVER), "--listen", "127.0.0.1:4949",
                                            "--secret", SECRET, "--user", "cisco:cisco"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
