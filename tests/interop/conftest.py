@@ -34,6 +34,22 @@ def _progress_printer(config: pytest.Config):  # noqa: ANN202 - a small closure
     return emit
 
 
+RADIUS_USERS = """\
+cisco   Cleartext-Password := "cisco"
+
+nokeys  Cleartext-Password := "cisco"
+"""
+
+
+def write_freeradius_config(root: Path) -> None:
+    """FreeRADIUS for the guest's RADIUS phase (issue 6): on fgw's loopback, answering fixup,
+    whose requests come from its listen address 10.0.0.1 (guest/cfg/fixup-radius.yaml)."""
+    from tests.interop import freeradius
+
+    freeradius.write_config(root, RADIUS_USERS, address="127.0.0.1", client="10.0.0.1",
+                            post_auth=freeradius.STRIP_KEYS_OF_NOKEYS)
+
+
 def read_results(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
@@ -49,6 +65,7 @@ def interop_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     if reason:
         pytest.skip(f"interop: no VM can boot here: {reason}")
     out = tmp_path_factory.mktemp("interop")
+    write_freeradius_config(out / "freeradius")
     emit = _progress_printer(request.config)
     emit(f"booting the VM (TCG, one boot for every scenario); logs in {out}")
     started = time.monotonic()

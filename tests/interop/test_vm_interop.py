@@ -31,11 +31,17 @@ SCENARIOS = [
     "fail_wrong_password",
     "fail_no_auth_overlap",
     "fail_mppe_refused",
+    # issue 6: real pppd to fixup's terminate mode, MS-CHAPv2 checked by a real FreeRADIUS that
+    # returns the MPPE-128 keys; accounting in its detail file; an accept without keys refused (403110)
+    "term_radius_mschapv2_mppe128",
+    "radius_accounting",
+    "fail_radius_no_mppe_keys",
     # each fixup daemon of the run came up and stopped cleanly (rules removed, exit 0)
     "daemon_fixup-auto",
     "daemon_fixup-mppe128-stateful",
     "daemon_fixup-mppe40",
     "daemon_fixup-mppe40-stateful",
+    "daemon_fixup-radius",
 ]
 
 

@@ -249,18 +249,18 @@ def terminate_ok(g: Guest, name: str, auth: str, options: list[str], expect_auth
 
 
 def terminate_fail(g: Guest, name: str, password: str, auth: str, options: list[str],
-                   expect_pppd: str, expect_fixup: str) -> None:
+                   expect_pppd: str, expect_fixup: str, user: str = "cisco") -> None:
     """1c: the dial fails with the expected pppd message, fixup logs why and frees session and address."""
     started = time.monotonic()
     offset = g.fixup_offset()
     ifname = g.next_ifname()
-    result = g.dial("outs", "10.0.0.1", ifname, "cisco", password, [*TERM_AUTH[auth], "remotename", "*", *options],
+    result = g.dial("outs", "10.0.0.1", ifname, user, password, [*TERM_AUTH[auth], "remotename", "*", *options],
                     label=name)
     g.hangup(ifname)
     time.sleep(2)
     vpdn = g.show("vpdn")
     pool = vpdn.get("pool") or {}
-    fixup_lines = g.fixup_lines_since(offset, r"reason|fail|refus|603|denied|authenticat")
+    fixup_lines = g.fixup_lines_since(offset, r"reason|fail|refus|603|403|denied|authenticat")
     checks = {"client_failed": result["rc"] != 0,
               "pppd_message": bool(pppd_lines(result["log"], expect_pppd)),
               "fixup_reason": any(re.search(expect_fixup, l) for l in fixup_lines),
@@ -307,8 +307,32 @@ def phase_d(g: Guest) -> None:
                  MSV2, r"MPPE 40-bit stateful compression enabled")
 
 
+def radius_accounting(g: Guest, name: str, user: str) -> None:
+    """The Start and Stop of the RADIUS session reached FreeRADIUS's detail file (RFC 2866)."""
+    started = time.monotonic()
+    detail = g.out / "freeradius" / "radacct" / "detail"
+    text = detail.read_text(errors="replace") if detail.exists() else ""
+    records = [block for block in re.split(r"\n\s*\n", text) if f'User-Name = "{user}"' in block]
+    kinds = [m.group(1) for block in records for m in [re.search(r"Acct-Status-Type = (\S+)", block)] if m]
+    stop = next((block for block in records if "Acct-Status-Type = Stop" in block), "")
+    octets = re.search(r"Acct-Input-Octets = (\d+)", stop)
+    checks = {"start_and_stop": kinds == ["Start", "Stop"],
+              "stop_cause_user_request": "Acct-Terminate-Cause = User-Request" in stop,
+              "stop_octets_over_1mb": bool(octets) and int(octets.group(1)) > ONE_MB}
+    g.record(name, started, checks, kinds=kinds, stop=stop.splitlines()[:30])
+
+
+def phase_e(g: Guest) -> None:
+    terminate_ok(g, "term_radius_mschapv2_mppe128", "mschap-v2", ["require-mppe-128"], MSV2,
+                 r"MPPE 128-bit stateless compression enabled")
+    radius_accounting(g, "radius_accounting", "cisco")
+    terminate_fail(g, "fail_radius_no_mppe_keys", "cisco", "mschap-v2", ["require-mppe-128"],
+                   r"MS-CHAP authentication failed", r"403110: .*missing MPPE key from aaa server", user="nokeys")
+
+
 PHASES = (("fixup-auto.yaml", phase_a), ("fixup-mppe128-stateful.yaml", phase_b),
-          ("fixup-mppe40.yaml", phase_c), ("fixup-mppe40-stateful.yaml", phase_d))
+          ("fixup-mppe40.yaml", phase_c), ("fixup-mppe40-stateful.yaml", phase_d),
+          ("fixup-radius.yaml", phase_e))
 
 
 def prepare(out: Path) -> None:
@@ -323,6 +347,24 @@ def prepare(out: Path) -> None:
     subprocess.run(["bash", str(HERE / "topology.sh"), str(out)], check=True)
 
 
+def start_freeradius(g: Guest) -> bool:
+    """FreeRADIUS on fgw's loopback, configured by the host before the boot (conftest.py)."""
+    root = g.out / "freeradius"
+    if not (root / "radiusd.conf").exists():
+        g.say("no FreeRADIUS configuration: RADIUS scenarios will fail")
+        return False
+    log = root / "freeradius-X.log"
+    g.spawn("ip", "netns", "exec", "fgw", "freeradius", "-X", "-d", str(root), "-n", "radiusd", log=log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "Ready to process requests" in log.read_text(errors="replace"):
+            g.say("FreeRADIUS ready")
+            return True
+        time.sleep(0.5)
+    g.say("FreeRADIUS NOT ready")
+    return False
+
+
 def main() -> int:
     out = Path(sys.argv[1])
     g = Guest(out)
@@ -331,6 +373,7 @@ def main() -> int:
         prepare(out)
         g.spawn("ip", "netns", "exec", "outs", *XFER, "sink", "--listen", "0.0.0.0:9000", log=out / "sink-outs.log")
         g.spawn("ip", "netns", "exec", "c1", *XFER, "sink", "--listen", "0.0.0.0:9001", log=out / "sink-c1.log")
+        start_freeradius(g)
         for policy, phase in PHASES:
             started = time.monotonic()
             ready = g.start_fixup(str(WORK / policy))
