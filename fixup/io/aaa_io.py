@@ -15,6 +15,8 @@ from fixup.proto.verdict import Event
 
 log = logging.getLogger("fixup.aaa")
 
+STOP_GRACE = 10.0  # seconds fixup waits for the last Stop records when it stops
+
 EVENT_LEVELS = {"aaa-timeout": logging.WARNING, "aaa-failover": logging.WARNING, "aaa-bad-answer": logging.WARNING,
                 "aaa-queued": logging.WARNING, "aaa-accounting-lost": logging.ERROR, "aaa-error": logging.WARNING,
                 "aaa-late-answer": logging.DEBUG}
@@ -58,6 +60,7 @@ class AaaIo:
                 self.drivers[group.name] = _driver(group, nas, on_result, self._log_event)
         self.auth = self.drivers[aaa.authentication.name] if aaa.authentication is not None else None
         self.acct = self.drivers[aaa.accounting.name] if aaa.accounting is not None else None
+        self.accounting_group = aaa.accounting
 
     async def start(self) -> None:
         for name, driver in self.drivers.items():
@@ -65,9 +68,14 @@ class AaaIo:
             log.info("fixup: AAA server group %s ready", name)
 
     async def stop(self) -> None:
-        """Waits briefly for outstanding accounting (the Stop records of the last sessions)."""
-        for driver in self.drivers.values():
-            await driver.stop()
+        """Waits for outstanding accounting (the Stop records of the last sessions): one try per
+        host of the accounting group, at most STOP_GRACE seconds, then gives up (logged)."""
+        for name, driver in self.drivers.items():
+            if driver is self.acct and self.accounting_group is not None:
+                grace = min(STOP_GRACE, sum(host.timeout for host in self.accounting_group.hosts))
+                await driver.stop(grace=grace)  # type: ignore[call-arg]
+            else:
+                await driver.stop()
 
     def authenticate(self, token: Hashable, request: VerifyRequest, context: AuthContext) -> None:
         if self.auth is not None:

@@ -3,6 +3,7 @@ around the pure :class:`fixup.proto.terminate.TerminateServer`, in the daemon's 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import socket
 import time
@@ -42,6 +43,7 @@ class TerminateIo:
         self.writers: dict[int, asyncio.StreamWriter] = {}
         self.ticker: asyncio.Task[None] | None = None
         self.aaa: AaaIo | None = None
+        self._routes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixup-routes")
         if policy.aaa.authentication is not None or policy.aaa.accounting is not None:
             self.aaa = AaaIo(policy.aaa, listen, on_result=self._aaa_answer)
 
@@ -78,6 +80,7 @@ class TerminateIo:
             self.ticker.cancel()
         if self.aaa is not None:
             await self.aaa.stop()  # the Stop records of the sessions just cleared
+        self._routes.shutdown(wait=True)
         for writer in list(self.writers.values()):
             writer.close()
         if self.tcp_server is not None:
@@ -186,7 +189,8 @@ class TerminateIo:
         server, aaa = self.server, self.aaa
         for event in events:
             if event.kind == "address-routed":
-                asyncio.get_running_loop().run_in_executor(None, self.tun.route, event.data["address"],
+                # one worker: a route's removal never overtakes its addition
+                asyncio.get_running_loop().run_in_executor(self._routes, self.tun.route, event.data["address"],
                                                            event.data["add"])
             elif event.kind == "call-ended" and aaa is not None:
                 aaa.cancel(event.data["session_id"])

@@ -71,6 +71,7 @@ class PptpServerConnection:
         self.config = config
         self.state = ServerState.WAIT_SCCRQ
         self.changed = now
+        self.peer_stopped = False  # the client sent Stop-Control-Connection-Request
         self._buffer = b""
         self._out: list[bytes] = []
         self._events: list[ServerEvent] = []
@@ -156,6 +157,7 @@ class PptpServerConnection:
         self._events.append(ServerEvent("wan-error", msg))
 
     def _on_stop_reply(self, msg: m.StopControlConnectionRequest, now: float) -> None:
+        self.peer_stopped = True  # the client ended it (RFC 2637 section 2.3), not a failure
         self._send(m.StopControlConnectionReply())
         self._enter(ServerState.CLOSED, now)
 

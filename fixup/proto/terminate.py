@@ -258,7 +258,8 @@ class TerminateServer:
         self._flush_tcp(tunnel)
         if tunnel.conn.closed and tunnel.tunnel_id in self.tunnels:
             self._close.append(tunnel.tunnel_id)
-            self.tunnel_closed(tunnel.tunnel_id, now, "control connection closed")
+            why = "Stop-Control-Connection-Request from client" if tunnel.conn.peer_stopped else "control connection closed"
+            self.tunnel_closed(tunnel.tunnel_id, now, why)
 
     def _flush_tcp(self, tunnel: Tunnel) -> None:
         data = tunnel.conn.take_output()

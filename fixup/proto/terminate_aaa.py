@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Callable
 
-from fixup.policy_aaa import TerminateAaa
+from fixup.policy_aaa import RADIUS, TerminateAaa
 from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP, AccountingRecord, AuthContext
 from fixup.proto.auth import MSCHAP_V1, MSCHAP_V2, VerifyRequest, VerifyResult
 from fixup.proto.ppp.session import MPPE_REQUIRED_NOT_ACTIVE, PppSession
@@ -121,6 +121,8 @@ class AaaBook:
         call.address = address
         call.started = now
         call.last_activity = now
+        if call.interim is None and self.aaa.interim_interval and self.aaa.accounting is not None:
+            call.interim = max(self.aaa.interim_interval, 60.0)  # local users: the policy's interval
         if call.interim is not None:
             call.next_interim = now + call.interim
         self._account(call, session, ACCT_START, now)
@@ -170,4 +172,9 @@ class AaaBook:
             status=status, context=call.context, username=call.username, framed_address=call.address,
             session_time=int(now - (call.started or now)), input_octets=counters.bytes_in,
             output_octets=counters.bytes_out, input_packets=counters.ip_in, output_packets=counters.ip_out,
-            terminate_cause=cause, radius_class=call.radius_class))
+            terminate_cause=cause, radius_class=call.radius_class, authentic=self._authentic()))
+
+    def _authentic(self) -> str:
+        """Acct-Authentic (RFC 2866 section 5.6): RADIUS, Local, or Remote (TACACS+)."""
+        group = self.aaa.authentication
+        return "local" if group is None else "radius" if group.protocol == RADIUS else "remote"

@@ -564,6 +564,22 @@ def test_accounting_interim_and_response() -> None:
     assert client.snapshot()["hosts"][0]["answers"] == 1
 
 
+def test_full_identifier_space_of_accounting_retransmits_never_deadlocks() -> None:
+    """256 Accounting-Requests outstanding to a dead server: each retransmission needs a new
+    Identifier (RFC 2866 section 5.2) and must not wait holding its old one, so they all time out
+    and are reported lost (one host) instead of waiting forever with no timer."""
+    client = make_client()
+    for index in range(IDENTIFIERS):
+        client.account(record(ACCT_START, context=AuthContext(index, "198.51.100.7", "192.0.2.1", f"S{index}")), 0.0)
+    now, polls = 0.0, 0
+    while client.next_deadline() is not None and polls < 10_000:
+        now = max(now, client.next_deadline())
+        client.poll(now)
+        polls += 1
+    assert client.pending_accounting == 0
+    assert [e.kind for e in client.take_events()].count("aaa-accounting-lost") == IDENTIFIERS
+
+
 def test_acct_delay_time_grows_with_a_new_identifier() -> None:
     client = make_client(host(timeout=2, retries=2))
     client.account(record(ACCT_STOP), 10.0)

@@ -244,3 +244,27 @@ def test_retry_allowed_by_the_server_becomes_final():
     FakeAaa(server, edit=lambda result, request: VerifyResult(False, message="E=691 R=1 C=0011 V=3 M=bad"))
     d = dial(server, auth_methods=("mschap-v2",))
     assert not d.client.up and d.client.auth.message == b"E=691 R=0 C=0011 V=3 M=bad"
+
+
+def test_local_users_with_radius_accounting_send_interim_updates_and_say_local():
+    text = ("inside: [br-in]\noutside: gw-out\n"
+            "aaa: {Acct: {protocol: radius, hosts: [{address: 10.1.1.5, secret: cisco}]}}\n"
+            f"terminate:\n  listen: {LOCAL}\n  authentication: [pap]\n  pool: 192.168.1.1-192.168.1.9\n"
+            "  users: {cisco: cisco}\n  aaa: {accounting: Acct, interim_interval: 60}\n")
+    server = TerminateServer(parse_policy(text).terminate, LOCAL, 0.0, random_bytes=random.Random(1).randbytes)
+    d = dial(server, auth_methods=("pap",), mppe="none")
+    assert d.client.up
+    run_until(d, 65)
+    records = server.take_accounting()
+    assert [r.status for r in records] == [ACCT_START, ACCT_INTERIM]
+    assert {r.authentic for r in records} == {"local"}  # Acct-Authentic Local (RFC 2866 5.6)
+
+
+def test_client_stop_control_connection_is_a_user_request():
+    server = new_server(mppe="none")
+    FakeAaa(server)
+    d = dial(server, auth_methods=("pap",), mppe="none")
+    assert d.client.up
+    d.send(m.StopControlConnectionRequest())
+    records = server.take_accounting()
+    assert records[-1].status == ACCT_STOP and records[-1].terminate_cause == "user-request"

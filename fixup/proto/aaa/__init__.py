@@ -15,6 +15,7 @@ from typing import Final
 ACCT_START: Final = "start"
 ACCT_INTERIM: Final = "interim"
 ACCT_STOP: Final = "stop"
+ACCT_AUTHENTIC: Final[dict[str, int]] = {"radius": 1, "local": 2, "remote": 3}  # RFC 2866 section 5.6
 
 # RFC 2866 section 5.10, Acct-Terminate-Cause: the causes a PPTP NAS can give.
 TERMINATE_CAUSES: Final[dict[str, int]] = {
@@ -60,7 +61,7 @@ class AuthContext:
 class AccountingRecord:
     """One Accounting-Request's worth (RFC 2866 section 4.1).  ``status``: ``ACCT_START``,
     ``ACCT_INTERIM`` or ``ACCT_STOP``; counters are from the client's point of view as RFC 2866
-    section 5.3/5.4 define them (input = from the client to us).  Octets may exceed 2**32: the
+    section 5.3/5.4 define them (input = from the client to us).  ``authentic``: ``ACCT_AUTHENTIC`` key.  Octets may exceed 2**32: the
     RADIUS client splits them into Acct-*-Gigawords (RFC 2869 section 5.1/5.2).
     ``terminate_cause``: a key of ``TERMINATE_CAUSES``, Stop only.  ``radius_class``: the Class
     attribute of the Access-Accept, echoed (RFC 2865 section 5.25)."""
@@ -76,3 +77,4 @@ class AccountingRecord:
     output_packets: int = 0
     terminate_cause: str | None = None
     radius_class: bytes | None = None
+    authentic: str = "radius"  # who checked the login (Acct-Authentic, RFC 2866 5.6): radius, local, remote

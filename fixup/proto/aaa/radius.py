@@ -222,6 +222,7 @@ class RadiusClient:
         """A new Identifier and packet for ``job``; False when it must wait or failed."""
         destination = self._destination(job)
         space = self._space(destination)
+        self._free_identifier(job)  # a retransmitted Accounting-Request gets a new one: never wait holding one
         if (space.waiting and not job.waiting) or len(space.used) >= IDENTIFIERS:
             self._wait(job, space)
             return False
@@ -283,12 +284,16 @@ class RadiusClient:
                 if self._jobs.get((job.service, job.token)) is job:
                     self._transmit(job, now)
 
-    def _release(self, job: _Job) -> None:
+    def _free_identifier(self, job: _Job) -> None:
         """Free ``job``'s Identifier; answers to it are late from now on."""
         if job.destination is not None and job.identifier is not None:
             self._outstanding.pop((job.destination, job.identifier), None)
             self._spaces[job.destination].used.discard(job.identifier)
         job.identifier = None
+
+    def _release(self, job: _Job) -> None:
+        """Free ``job``'s Identifier and its place in a waiting queue."""
+        self._free_identifier(job)
         for space in self._spaces.values():
             if job in space.waiting:
                 space.waiting.remove(job)

@@ -25,7 +25,7 @@ from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
 from fixup.errors import BadInput
-from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP, TERMINATE_CAUSES
+from fixup.proto.aaa import ACCT_AUTHENTIC, ACCT_INTERIM, ACCT_START, ACCT_STOP, TERMINATE_CAUSES
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.auth import crypto
 from fixup.proto.auth.credentials import CHAP_MD5, MSCHAP_V1, MSCHAP_V2, PAP, VerifyRequest, VerifyResult
@@ -216,7 +216,7 @@ def accounting_request(record: AccountingRecord, nas: NasIdentity, *, secret: by
         pkt["User-Name"] = _text(record.username)
         _nas_attributes(pkt, nas, record.context)
         pkt["Framed-IP-Address"] = str(record.framed_address)
-        pkt["Acct-Authentic"] = AUTHENTIC_RADIUS
+        pkt["Acct-Authentic"] = ACCT_AUTHENTIC.get(record.authentic, AUTHENTIC_RADIUS)
         pkt["Acct-Delay-Time"] = min(max(delay, 0), _UINT32)
         if record.radius_class:
             _put_raw(pkt, "Class", record.radius_class)  # RFC 2865 section 5.25: echoed
