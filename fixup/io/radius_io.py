@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from ipaddress import ip_address
 from typing import Any
 
+from fixup.io.aaa_driver import ClientDriver
 from fixup.policy_aaa import AaaGroup
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.aaa.radius import RadiusClient
@@ -39,26 +40,18 @@ class _Receiver(asyncio.DatagramProtocol):
         log.debug("RADIUS socket: %s", exc)
 
 
-class RadiusIo:
-    """Owns the UDP socket(s) of one RADIUS group.  ``on_result`` gets (token, result),
-    never from inside :meth:`authenticate`; ``on_event`` gets the client's events, which are
-    also logged."""
+class RadiusIo(ClientDriver):
+    """Owns the UDP socket(s) of one RADIUS group (callbacks: :class:`ClientDriver`)."""
 
     def __init__(self, group: AaaGroup, nas: NasIdentity, *,
                  on_result: Callable[[Hashable, VerifyResult], None],
                  on_event: Callable[[Event], None],
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        self.group = group
+        super().__init__(group, on_result, on_event)
         self.nas = nas
         self.client = RadiusClient(group, nas, random_bytes=random_bytes)
-        self.on_result = on_result
-        self.on_event = on_event
-        self.input_errors = 0
         self.sources: dict[int, str] = {}  # address family -> the address we send from
         self._transports: dict[int, asyncio.DatagramTransport] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_soon = False
         self._accounting_done: asyncio.Event | None = None
 
     # --- life cycle ------------------------------------------------------------------------
@@ -105,9 +98,7 @@ class RadiusIo:
                 log.warning("fixup: aaa-server %s: %d accounting request(s) unanswered at stop",
                             self.group.name, self.client.pending_accounting)
         self._step(lambda now: self.client.abandon("RADIUS client stopped"))
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
@@ -138,44 +129,16 @@ class RadiusIo:
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def _now(self) -> float:
-        loop = self._loop or asyncio.get_running_loop()
-        return loop.time()
-
-    def _guard(self, call: Callable[[float], None]) -> None:
-        """Run one step of the client; a bug or bad input there is logged and counted, the
-        event loop goes on."""
-        try:
-            call(self._now())
-        except Exception:  # noqa: BLE001 - one bad datagram must not stop the client
-            self.input_errors += 1
-            log.exception("fixup: aaa-server %s: RADIUS client step failed", self.group.name)
-
-    def _step(self, call: Callable[[float], None]) -> None:
-        self._guard(call)
-        self._flush()
-
-    def _request(self, call: Callable[[float], None]) -> None:
-        """A call from the session layer: its datagrams and results go out from the event
-        loop, never back into the caller."""
-        self._guard(call)
-        if not self._flush_soon:
-            self._flush_soon = True
-            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Send, deliver, re-arm the timer."""
-        self._flush_soon = False
-        client = self.client
-        for destination, payload in client.take_datagrams():
+    def _carry_out(self) -> None:
+        for destination, payload in self.client.take_datagrams():
             self._send(destination, payload)
-        for event in client.take_events():
-            self._call(self.on_event, event)  # the owner logs it (fixup.io.aaa_io)
-        for token, result in client.take_results():
-            self._call(self.on_result, token, result)
-        if self._accounting_done is not None and not client.pending_accounting:
+
+    def _after_flush(self) -> None:
+        if self._accounting_done is not None and not self.client.pending_accounting:
             self._accounting_done.set()
-        self._rearm()
+
+    def _running(self) -> bool:
+        return bool(self._transports) and self._loop is not None
 
     def _send(self, destination: tuple[str, int], payload: bytes) -> None:
         family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
@@ -187,17 +150,3 @@ class RadiusIo:
             transport.sendto(payload, destination)
         except OSError as err:
             log.debug("RADIUS datagram to %s:%d not sent: %s", destination[0], destination[1], err)
-
-    def _rearm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.client.next_deadline()
-        if deadline is not None and self._transports and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _call(self, callback: Callable[..., None], *args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:  # noqa: BLE001 - the caller's bug must not stop the client
-            log.exception("fixup: aaa-server %s: callback failed", self.group.name)

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from fixup.io.aaa_driver import ClientDriver
 from fixup.policy_aaa import AaaGroup
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.aaa.tacacs import TacacsClient
@@ -25,42 +26,33 @@ log = logging.getLogger("fixup.aaa")
 READ_SIZE = 4096
 
 
-class TacacsIo:
-    """Owns the TCP connections of one TACACS+ group.  ``on_result`` gets (token, result),
-    never from inside :meth:`authenticate`; ``on_event`` gets the client's events (to log)."""
+class TacacsIo(ClientDriver):
+    """Owns the TCP connections of one TACACS+ group (callbacks: :class:`ClientDriver`)."""
 
     def __init__(self, group: AaaGroup, nas: NasIdentity, *,
                  on_result: Callable[[Hashable, VerifyResult], None],
                  on_event: Callable[[Event], None]) -> None:
-        self.group = group
+        super().__init__(group, on_result, on_event)
         self.nas = nas
         self.client = TacacsClient(group, nas)
-        self.on_result = on_result
-        self.on_event = on_event
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._local: tuple[str, int] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._writers: dict[int, asyncio.StreamWriter] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_scheduled = False
-        self._running = False
+        self._open = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._local = (str(self.nas.address), 0) if _is_local(str(self.nas.address)) else None
-        self._running = True
+        self._open = True
         log.info("fixup: aaa-server %s protocol tacacs+: %s, source %s", self.group.name,
                  ", ".join(host.label for host in self.group.hosts) or "no hosts",
                  self._local[0] if self._local else "unbound")
 
     async def stop(self) -> None:
         """Close every connection; pending authentications get a failed result."""
-        self._guard(lambda now: self.client.abandon())
-        self._flush()
-        self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._step(lambda now: self.client.abandon())
+        self._open = False
+        self._cancel_timer()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -71,12 +63,10 @@ class TacacsIo:
         self._writers.clear()
 
     def authenticate(self, token: Hashable, request: VerifyRequest, context: AuthContext) -> None:
-        self._guard(lambda now: self.client.authenticate(token, request, context, now))
-        self._schedule_flush()
+        self._request(lambda now: self.client.authenticate(token, request, context, now))
 
     def cancel(self, token: Hashable) -> None:
-        self._guard(lambda now: self.client.cancel(token))
-        self._schedule_flush()
+        self._request(lambda now: self.client.cancel(token))
 
     def account(self, record: AccountingRecord) -> None:
         """TACACS+ accounting (RFC 8907 section 7) is not offered; the policy layer sends
@@ -95,55 +85,35 @@ class TacacsIo:
         except OSError as err:
             reason = _reason(err)
             self._tasks.pop(conn_id, None)
-            self._feed(lambda now: self.client.connection_failed(conn_id, reason, now))
+            self._step(lambda now: self.client.connection_failed(conn_id, reason, now))
             return
         self._writers[conn_id] = writer
         try:
-            self._feed(lambda now: self.client.connected(conn_id, now))
+            self._step(lambda now: self.client.connected(conn_id, now))
             while conn_id in self._tasks:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     break
-                self._feed(lambda now: self.client.data_in(conn_id, data, now))
+                self._step(lambda now: self.client.data_in(conn_id, data, now))
         except (ConnectionError, OSError) as err:
             log.debug("TACACS+ connection %d to %s:%d: %s", conn_id, address, port, err)
         finally:
             self._writers.pop(conn_id, None)
             writer.close()
             if self._tasks.pop(conn_id, None) is not None:  # not closed by us: the host did
-                self._feed(lambda now: self.client.connection_closed(conn_id, now))
+                self._step(lambda now: self.client.connection_closed(conn_id, now))
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _now(self) -> float:
-        return self._loop.time() if self._loop is not None else asyncio.get_running_loop().time()
+    def _running(self) -> bool:
+        return self._open
 
-    def _guard(self, call: Callable[[float], None]) -> None:
-        """Run one client input; a bug there is logged, never fatal to the daemon."""
-        try:
-            call(self._now())
-        except Exception:  # noqa: BLE001 - the event loop must survive one bad answer
-            log.exception("fixup: TACACS+ client failed")
-
-    def _feed(self, call: Callable[[float], None]) -> None:
-        self._guard(call)
-        self._flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._flush_scheduled = False
-        self._flush()
-
-    def _flush(self) -> None:
-        """Carry out what the client asked for: sends before closes, so that a closing
-        connection still writes its last packet (closing a writer flushes it first)."""
+    def _carry_out(self) -> None:
+        """Connections, then sends before closes, so that a closing connection still writes
+        its last packet (closing a writer flushes it first)."""
         client = self.client
         for conn_id, address, port in client.take_connects():
-            if self._running:
+            if self._open:
                 self._tasks[conn_id] = asyncio.get_running_loop().create_task(
                     self._run_connection(conn_id, address, port))
         for conn_id, data in client.take_sends():
@@ -152,8 +122,6 @@ class TacacsIo:
                 writer.write(data)
         for conn_id in client.take_closes():
             self._close(conn_id)
-        self._deliver(client.take_results(), client.take_events())
-        self._rearm()
 
     def _close(self, conn_id: int) -> None:
         writer = self._writers.pop(conn_id, None)
@@ -162,31 +130,6 @@ class TacacsIo:
         task = self._tasks.pop(conn_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-
-    def _deliver(self, results: list[tuple[Hashable, VerifyResult]], events: list[Event]) -> None:
-        for event in events:
-            _call(self.on_event, event)
-        for token, result in results:
-            _call(self.on_result, token, result)
-
-    def _rearm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.client.next_deadline()
-        if deadline is not None and self._running:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._feed(self.client.poll)
-
-
-def _call(callback: Callable[..., None], *args: Any) -> None:
-    try:
-        callback(*args)
-    except Exception:  # noqa: BLE001 - a caller's bug must not stop the client
-        log.exception("fixup: TACACS+ callback failed")
 
 
 def _reason(err: OSError) -> str:
