@@ -1,7 +1,7 @@
 """The ``fixup`` command line.
 
 ``fixup run --policy FILE [--debug]``, ``fixup check --policy FILE``, ``fixup show calls|counters
-[--json]``, ``fixup clear calls [--conn ID]``, ``fixup debug pptp|off``, ``fixup lab ...``,
+[--json]``, ``fixup clear calls [--conn ID]``, ``fixup reload``, ``fixup debug pptp|off``, ``fixup lab ...``,
 ``fixup bench ...``.
 Errors are one line on stderr; exit status 2 for a bad policy, 1 for anything else.
 """
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     clear.add_argument("what", choices=["calls", "vpdn"])
     clear.add_argument("target", nargs="*", metavar="tunnel ID|all", help="for vpdn: 'tunnel ID' or 'all'")
     clear.add_argument("--conn", type=int, default=None, metavar="ID", help="only this control connection")
+    sub.add_parser("reload", parents=[sock], help="make the running daemon re-read its policy file (like SIGHUP)")
     debug = sub.add_parser("debug", parents=[sock], help="switch the daemon's debug logging")
     debug.add_argument("what", choices=["pptp", "off"])
     sub.add_parser("lab", help="lab scenarios (arguments passed through)", add_help=False)
@@ -92,6 +93,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.what == "vpdn":
             return _clear_vpdn(args.socket, args.target)
         return _clear(args.socket, args.conn)
+    if args.command == "reload":
+        return _reload(args.socket)
     return _debug(args.socket, args.what)
 
 
@@ -111,7 +114,7 @@ def _run(path: str, debug: bool) -> int:
     logging.getLogger("fixup").setLevel(level)
     from fixup.io.daemon import run
 
-    return run(policy)
+    return run(policy, debug=debug)
 
 
 def policy_summary(policy: Policy) -> str:
@@ -159,10 +162,10 @@ def _check(path: str) -> int:
     return EXIT_OK
 
 
-def _request(socket_path: str, obj: dict[str, Any]) -> dict[str, Any]:
+def _request(socket_path: str, obj: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
     from fixup.io.control import request
 
-    return request(socket_path, obj)
+    return request(socket_path, obj, timeout)
 
 
 def _show(what: str, socket_path: str, as_json: bool) -> int:
@@ -204,6 +207,17 @@ def _clear_vpdn(socket_path: str, target: list[str]) -> int:
         raise FixupError("usage: fixup clear vpdn tunnel ID | fixup clear vpdn all")
     result = _request(socket_path, {"cmd": "clear-vpdn", "tunnel": tunnel})
     print(f"cleared {'all tunnels' if tunnel is None else f'tunnel {tunnel}'}: {result.get('cleared', 0)} tunnel(s) ended")
+    return EXIT_OK
+
+
+def _reload(socket_path: str) -> int:
+    """``fixup reload``: the daemon's answer; a refused reload exits 2 like ``fixup check``."""
+    result = _request(socket_path, {"cmd": "reload"}, timeout=30)
+    if not result.get("ok"):
+        _error(f"reload refused: {result.get('error', 'no reason given')}")
+        return EXIT_POLICY
+    changed = result.get("changed") or []
+    print(f"reloaded: {', '.join(changed) if changed else 'nothing changed'}")
     return EXIT_OK
 
 

@@ -3,6 +3,7 @@ group (RADIUS over UDP, :mod:`fixup.io.radius_io`; TACACS+ over TCP, :mod:`fixup
 between :class:`fixup.proto.terminate.TerminateServer` and the servers."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from ipaddress import IPv4Address
@@ -55,8 +56,9 @@ class AaaIo:
                  on_result: Callable[[Hashable, VerifyResult], None]) -> None:
         nas = NasIdentity(nas_address, socket.gethostname() or "fixup")
         self.drivers: dict[str, GroupDriver] = {}
-        for group in (aaa.authentication, aaa.accounting):
-            if group is not None and group.name not in self.drivers:
+        self.groups = tuple(group for group in (aaa.authentication, aaa.accounting) if group is not None)
+        for group in self.groups:
+            if group.name not in self.drivers:
                 self.drivers[group.name] = _driver(group, nas, on_result, self._log_event)
         self.auth = self.drivers[aaa.authentication.name] if aaa.authentication is not None else None
         self.acct = self.drivers[aaa.accounting.name] if aaa.accounting is not None else None
@@ -76,6 +78,13 @@ class AaaIo:
                 await driver.stop(grace=grace)  # type: ignore[call-arg]
             else:
                 await driver.stop()
+
+    async def retire(self) -> None:
+        """After a reload replaced these groups: let the requests already sent be answered (every
+        host's timeout times its tries), then stop."""
+        await asyncio.sleep(max((h.timeout * (h.retries + 1) for g in self.groups for h in g.hosts), default=0))
+        await self.stop()
+        log.info("fixup: AAA server group(s) %s of the previous policy stopped", ", ".join(self.drivers))
 
     def authenticate(self, token: Hashable, request: VerifyRequest, context: AuthContext) -> None:
         if self.auth is not None:

@@ -1,7 +1,8 @@
 """The daemon's control socket: one JSON request per connection on a unix socket.
 
 Requests: ``{"cmd": "show-calls"}`` -> the tracker's snapshot; ``{"cmd": "clear-calls", "conn":
-ID or null}`` -> how many calls were released; ``{"cmd": "debug", "level": "debug"|"info"}``.
+ID or null}`` -> how many calls were released; ``{"cmd": "debug", "level": "debug"|"info"}``;
+``{"cmd": "reload"}`` -> what the reload changed, or why it was refused (``fixup reload``).
 Answers are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from fixup.errors import FixupError, SetupError
@@ -23,7 +24,7 @@ log = logging.getLogger("fixup.control")
 DEFAULT_SOCKET = "/run/fixup/fixup.sock"
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}  # what `fixup debug` switches between
 
 
 class ControlError(FixupError):
@@ -37,8 +38,9 @@ class ControlledTracker(Protocol):
 
 
 def set_log_level(level: str) -> None:
-    """What ``{"cmd": "debug"}`` does: set the level of every ``fixup`` logger."""
-    logging.getLogger("fixup").setLevel(LOG_LEVELS[level])
+    """What ``{"cmd": "debug"}`` (and a reload's ``runtime.log_level``) does: set the level of
+    every ``fixup`` logger; ``level`` is debug, info, warning or error."""
+    logging.getLogger("fixup").setLevel(level.upper())
 
 
 class ControlledVpdn(Protocol):
@@ -92,8 +94,10 @@ class ControlServer:
     """Serves :func:`dispatch` on a unix socket at ``path`` inside an asyncio loop."""
 
     def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic,
-                 before_request: Callable[[], None] | None = None, vpdn: ControlledVpdn | None = None) -> None:
+                 before_request: Callable[[], None] | None = None, vpdn: ControlledVpdn | None = None,
+                 on_reload: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.tracker = tracker
+        self.on_reload = on_reload
         self.vpdn = vpdn
         self.before_request = before_request  # e.g. read the kernel path's counters
         self.path = path
@@ -156,6 +160,9 @@ class ControlServer:
         except (ValueError, asyncio.LimitOverrunError, asyncio.TimeoutError) as err:
             return {"ok": False, "error": f"bad request: {err}"}
         try:
+            if isinstance(request, dict) and request.get("cmd") == "reload" and self.on_reload is not None:
+                result = await self.on_reload()
+                return {"ok": True, "result": result}
             if self.before_request is not None:
                 self.before_request()
             return dispatch(self.tracker, request, self.clock(), vpdn=self.vpdn)

@@ -1,4 +1,5 @@
-"""``fixup run``: wire the pure tracker to the kernel and serve until SIGINT/SIGTERM.
+"""``fixup run``: wire the pure tracker to the kernel and serve until SIGINT/SIGTERM; SIGHUP
+reloads the policy (:mod:`fixup.io.reload`).
 
 Order of start: resolve the PAT address, probe netfilter, claim the control socket, bind the
 queue, install the rules.  The queue is bound before the rules exist so a second daemon fails
@@ -21,6 +22,7 @@ from fixup.io.control import ControlServer
 from fixup.io.gre_maps import GreMaps
 from fixup.io.nfqueue import QueueShell, interface_directions
 from fixup.io.nftlib import Nft
+from fixup.io.reload import Reloader
 from fixup.io.terminate_io import TerminateIo
 
 if TYPE_CHECKING:
@@ -77,16 +79,18 @@ def _raise_stopped(signum: int, _frame: object) -> None:
 
 
 def _ignore_stop_signals() -> None:
-    """While removing rules a second signal must not cut the clean-up short."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    """While removing rules a second signal (or a late SIGHUP) must not cut the clean-up short."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
 
 
-def run(policy: Policy) -> int:
-    """Run the daemon until SIGINT/SIGTERM; return the exit status (0 on a clean stop)."""
+def run(policy: Policy, *, debug: bool = False) -> int:
+    """Run the daemon until SIGINT/SIGTERM; return the exit status (0 on a clean stop).
+    ``debug``: debug logging stays on across reloads."""
     from fixup.proto.tracker import Tracker
 
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload before the loop runs
     control: ControlServer | None = None
     shell: QueueShell | None = None
     vpdn: TerminateIo | None = None
@@ -97,7 +101,9 @@ def run(policy: Policy) -> int:
         tracker = Tracker(policy.tracker_config(pat))
         plane = ControlPlane(tracker, GreMaps(Nft()) if policy.gre == "kernel" else None)
         vpdn = _terminate_io(policy, plane)
-        control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn)
+        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug)
+        control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn,
+                                on_reload=reloader.reload)
         control.prepare()
         ruleset = netfilter.build_ruleset(policy, pat, netfilter.probe_capabilities())
         netfilter.ensure_forwarding()
@@ -109,7 +115,7 @@ def run(policy: Policy) -> int:
         log.info("%s", startup_line(policy, pat))
         if vpdn is not None:
             vpdn.prepare()
-        asyncio.run(_serve(plane, shell, control, vpdn))
+        asyncio.run(_serve(plane, shell, control, vpdn, reloader))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
     finally:
@@ -191,12 +197,16 @@ def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
     return TerminateIo(t, listen, t.local_address or listen, on_call=plane.local_call)
 
 
-async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None) -> None:
-    """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop signal."""
+async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None,
+                 reloader: Reloader) -> None:
+    """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop
+    signal; SIGHUP reloads the policy."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _on_signal, signum, stop)
+    reloads: set[asyncio.Task[Any]] = set()
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, reloader, reloads)
     loop.add_reader(shell.fileno(), shell.process_pending)
     await control.start()
     if vpdn is not None:
@@ -210,9 +220,16 @@ async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer,
         timer.cancel()
         loop.remove_reader(shell.fileno())
         await control.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     plane.tick()
+
+
+def _on_hangup(reloader: Reloader, tasks: set[asyncio.Task[Any]]) -> None:
+    log.info("fixup: SIGHUP received, reloading %s", reloader.policy.source)
+    task = asyncio.get_running_loop().create_task(reloader.reload())
+    tasks.add(task)  # a reference until it is done
+    task.add_done_callback(tasks.discard)
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

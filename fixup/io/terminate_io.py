@@ -44,8 +44,13 @@ class TerminateIo:
         self.ticker: asyncio.Task[None] | None = None
         self.aaa: AaaIo | None = None
         self._routes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixup-routes")
-        if policy.aaa.authentication is not None or policy.aaa.accounting is not None:
-            self.aaa = AaaIo(policy.aaa, listen, on_result=self._aaa_answer)
+        self.aaa = self._aaa_io(policy)
+        self._retiring: set[asyncio.Task[None]] = set()  # AAA drivers of a previous policy
+
+    def _aaa_io(self, policy: TerminatePolicy) -> AaaIo | None:
+        if policy.aaa.authentication is None and policy.aaa.accounting is None:
+            return None
+        return AaaIo(policy.aaa, self.listen, on_result=self._aaa_answer)
 
     def prepare(self) -> None:
         """Before the event loop runs: the TUN device (pyroute2's synchronous calls must not run
@@ -80,12 +85,33 @@ class TerminateIo:
             self.ticker.cancel()
         if self.aaa is not None:
             await self.aaa.stop()  # the Stop records of the sessions just cleared
+        for task in list(self._retiring):
+            task.cancel()
         self._routes.shutdown(wait=True)
         for writer in list(self.writers.values()):
             writer.close()
         if self.tcp_server is not None:
             self.tcp_server.close()
         self.close()
+
+    async def reload(self, policy: TerminatePolicy) -> None:
+        """A reloaded ``terminate`` section (listen and local address unchanged, see
+        :mod:`fixup.policy_reload`): new sessions get the new settings, live ones go on.  New AAA
+        groups start before the old ones retire; the old ones still answer what they were asked
+        (for as long as their hosts' timeouts and retries allow) and then stop."""
+        old, self.policy = self.policy, policy
+        self.server.reconfigure(policy)
+        if policy.pool != old.pool:
+            asyncio.get_running_loop().run_in_executor(self._routes, self.tun.reroute, old.pool, policy.pool)
+        if policy.aaa != old.aaa:
+            retiring, self.aaa = self.aaa, self._aaa_io(policy)
+            if self.aaa is not None:
+                await self.aaa.start()
+            if retiring is not None:
+                task = asyncio.create_task(retiring.retire())
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        self._flush()
 
     def close(self) -> None:
         """Sockets and TUN device; safe to call twice, inside or outside the event loop."""

@@ -47,6 +47,24 @@ class TunDevice:
                 ipr.route("replace", dst=network, oif=index)
         log.info("fixup: TUN %s up, %s, pool %s-%s routed to it, MTU %d", self.name, local, pool[0], pool[1], self.mtu)
 
+    def reroute(self, old: tuple[IPv4Address, IPv4Address], new: tuple[IPv4Address, IPv4Address]) -> None:
+        """A reloaded pool: route the new range first, then drop what only the old one covered
+        (live addresses outside the new pool have host routes by then); blocking, like route()."""
+        from pyroute2 import IPRoute
+
+        keep = _cover(new)
+        try:
+            with IPRoute() as ipr:
+                index = ipr.link_lookup(ifname=self.name)[0]
+                for network in keep:
+                    ipr.route("replace", dst=network, oif=index)
+                for network in set(_cover(old)) - set(keep):
+                    ipr.route("del", dst=network, oif=index)
+        except Exception as err:  # noqa: BLE001 - pyroute2 raises several kinds; the sessions go on
+            log.warning("fixup: pool routes via %s not updated: %s", self.name, err)
+            return
+        log.info("fixup: pool %s-%s routed to %s", new[0], new[1], self.name)
+
     def route(self, address: str, add: bool) -> None:
         """A host route to the device for a client address outside the pool (a AAA server's
         Framed-IP-Address); blocking (pyroute2), so the event loop runs it in a thread."""

@@ -63,6 +63,7 @@ class PptpClient:
         self.clear: bool = args.clear
         self.hold: bool = args.hold
         self.hold_timeout: float = args.hold_timeout
+        self.again: bool = getattr(args, "again", False)
         self.rng = random.Random(args.seed)
         self.calls = [ClientCall(call_id) for call_id in args.call_ids]
         self.unexpected_gre = 0
@@ -86,6 +87,9 @@ class PptpClient:
             self.ping(gre)
             if self.hold:
                 self.wait_for_release()
+            if self.again:  # the calls still work after what happened during the hold
+                self.echo()
+                self.ping(gre)
             if self.clear:
                 self.clear_calls()
                 self.stop_control_connection()
@@ -191,7 +195,8 @@ class PptpClient:
     # -- result ------------------------------------------------------------------------
 
     def result(self, error: str | None) -> dict[str, object]:
-        ok = error is None and all(c.gre_echoed == self.gre_count for c in self.calls)
+        expected = self.gre_count * (2 if self.again else 1)
+        ok = error is None and all(c.gre_echoed == expected for c in self.calls)
         return {
             "name": self.name,
             "local_port": self.local_port,

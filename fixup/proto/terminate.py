@@ -68,8 +68,8 @@ class TerminateServer:
         self.local_address = local_address  # our end of the PPP links
         self.listen_address = listen_address or local_address  # where PPTP is accepted
         self.random_bytes = random_bytes
-        users = LocalUsers(policy.users)
-        self.verifier: Verifier = verifier or (lambda request: verify_locally(request, users))
+        self._own_verifier = verifier is None  # a reload rebuilds it from the new local users
+        self.verifier: Verifier = verifier or _local_verifier(policy)
         self.server = server
         self.session_config: SessionConfig = session_config(policy, local_address)
         self.pool = AddressPool(*policy.pool, reserved=frozenset({local_address}))
@@ -87,6 +87,25 @@ class TerminateServer:
         self._events: list[Event] = []
         self.refused = 0
         self.unknown_gre = 0
+
+    def reconfigure(self, policy: TerminatePolicy) -> None:
+        """A reloaded ``terminate`` section (same listen and local address): the settings of the
+        sessions that start from now on.  Live sessions keep what they negotiated and their
+        addresses; a live address the new pool no longer covers is routed to the TUN device for
+        the rest of its session (``address-routed``), never handed out again meanwhile."""
+        self.policy = policy
+        if self._own_verifier:
+            self.verifier = _local_verifier(policy)
+        self.session_config = session_config(policy, self.local_address)
+        self.aaa.reconfigure(policy.aaa, policy.encryption.mppe != "none")
+        self.pool = AddressPool(*policy.pool, reserved=frozenset({self.local_address}))
+        for address, call in self.by_address.items():
+            if self.pool.take(address) or call.aaa.routed:
+                continue
+            call.aaa.routed = True  # its route goes when the call ends (_end_call)
+            self._events.append(Event("address-routed", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: "
+                                      f"{address} is outside the reloaded pool, routed until the call ends",
+                                      {"address": str(address), "add": True}))
 
     # -- tunnels (TCP) ----------------------------------------------------------------------------
 
@@ -405,6 +424,11 @@ class TerminateServer:
                      "in_use": self.pool.in_use, "size": self.pool.size},
             "max_sessions": self.policy.max_sessions, "refused": self.refused, "unknown_gre": self.unknown_gre,
         }
+
+
+def _local_verifier(policy: TerminatePolicy) -> Verifier:
+    users = LocalUsers(policy.users)
+    return lambda request: verify_locally(request, users)
 
 
 def _ip(raw: bytes) -> str:

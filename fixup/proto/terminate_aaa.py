@@ -75,6 +75,11 @@ class AaaBook:
         self._requests: list[tuple[str, VerifyRequest, AuthContext]] = []
         self._records: list[AccountingRecord] = []
 
+    def reconfigure(self, aaa: TerminateAaa, encryption_on: bool) -> None:
+        """A reload: calls admitted from now on use these groups; session ids stay unique."""
+        self.aaa = aaa
+        self.encryption_on = encryption_on
+
     @property
     def remote(self) -> bool:
         """Credentials are checked by a AAA server (``client authentication aaa GROUP``)."""

@@ -13,36 +13,10 @@ from typing import Any
 
 import pytest
 
+from vm_scenarios import SCENARIOS
+
 pytestmark = pytest.mark.interop
 
-SCENARIOS = [
-    # 1a: two pptp-linux clients through fixup's PAT to pptpd, MS-CHAPv2 + MPPE-128
-    "pat_two_clients",
-    # 1b: pppd + pptp-linux to fixup's terminate mode, ping and 1 MB to an inside host
-    "term_pap",
-    "term_chap",
-    "term_mschap_mppe128",
-    "term_mschapv2_mppe40_stateless",
-    "term_mschapv2_mppe40_stateful",
-    "term_mschapv2_mppe128_stateless",
-    "term_mschapv2_mppe128_stateful",
-    "term_mschapv2_mppe40_auto",  # a 40-bit-only pppd against mppe: auto (CCP follows the client's offer)
-    # 1c: failures: expected pppd message, fixup's reason logged, session and pool address freed
-    "fail_wrong_password",
-    "fail_no_auth_overlap",
-    "fail_mppe_refused",
-    # issue 6: real pppd to fixup's terminate mode, MS-CHAPv2 checked by a real FreeRADIUS that
-    # returns the MPPE-128 keys; accounting in its detail file; an accept without keys refused (403110)
-    "term_radius_mschapv2_mppe128",
-    "radius_accounting",
-    "fail_radius_no_mppe_keys",
-    # each fixup daemon of the run came up and stopped cleanly (rules removed, exit 0)
-    "daemon_fixup-auto",
-    "daemon_fixup-mppe128-stateful",
-    "daemon_fixup-mppe40",
-    "daemon_fixup-mppe40-stateful",
-    "daemon_fixup-radius",
-]
 
 
 def explain(row: dict[str, Any], outdir: str) -> str:
@@ -56,7 +30,7 @@ def explain(row: dict[str, Any], outdir: str) -> str:
 def test_scenario(interop_results: dict[str, dict[str, Any]], scenario: str) -> None:
     outdir = interop_results["_outdir"]["path"]
     assert "guest_runner" not in interop_results, explain(interop_results["guest_runner"], outdir)
-    assert scenario in interop_results, f"scenario {scenario} did not run (logs in {outdir})"
+    assert scenario in interop_results, interop_results["_outdir"]["missing"]
     row = interop_results[scenario]
     assert row["checks"], f"scenario {scenario} has no checks"
     assert all(row["checks"].values()), explain(row, outdir)

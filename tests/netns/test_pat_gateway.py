@@ -7,6 +7,7 @@ The peers are :mod:`fixup.lab.peers`; the snapshot comes from the daemon's contr
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -241,3 +242,44 @@ def test_fixup_show_calls_json_lists_a_held_call(gateway: Lab, topology: Topolog
     (call,) = calls_of(snapshot, topology.client_address(1))
     assert call["call_id"] == 7 and call["server"] == SERVER_ADDRESS
     assert snapshot["pat_address"] == PAT_ADDRESS
+
+
+def test_calls_survive_a_reload_and_a_bad_policy_is_refused(gateway: Lab, topology: Topology) -> None:
+    """Issue 12 item 1: SIGHUP and ``fixup reload`` apply a changed policy in the same process
+    while two clients hold calls; their Echo and GRE still cross afterwards.  An invalid policy,
+    and one that changes what needs a restart, are refused with one line; the old one stays."""
+    assert gateway.daemon is not None
+    clients = [gateway.start_client(i, [0], "--hold", "--again", "--clear") for i in range(2)]
+    original = gateway.policy_text()
+    try:
+        for client in clients:
+            holding(client)
+        before = {(c["client"], c["translated_id"]) for c in gateway.snapshot()["calls"]}
+        pid = gateway.daemon.pid
+        with open(gateway.policy_path, "w", encoding="utf-8") as f:
+            f.write(original.replace(f"      clearing: {gateway.clearing_timeout:g}\n",
+                                     f"      clearing: {gateway.clearing_timeout:g}\n      call_idle: 900\n"))
+        gateway.daemon.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reloaded" in gateway.daemon_log(5)), gateway.daemon_log()
+        assert "changed fixup.pptp.timeouts" in gateway.daemon_log(5)
+        with open(gateway.policy_path, "w", encoding="utf-8") as f:
+            f.write(original.replace("    ports: [1723]\n", "    ports: [abc]\n"))
+        bad = gateway.fixup_cli("reload")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad
+        assert "reload refused" in bad.stderr and "fixup.pptp.ports" in bad.stderr
+        other_mode = "queue" if gateway.gre == "kernel" else "kernel"
+        with open(gateway.policy_path, "w", encoding="utf-8") as f:
+            f.write(original.replace(f"    gre: {gateway.gre}\n", f"    gre: {other_mode}\n"))
+        restart = gateway.fixup_cli("reload")
+        assert restart.returncode == 2 and "fixup.pptp.gre" in restart.stderr and "needs a restart" in restart.stderr
+        assert gateway.daemon.poll() is None and gateway.daemon.pid == pid
+        after = {(c["client"], c["translated_id"]) for c in gateway.snapshot()["calls"]}
+        assert after == before and len(after) == 2
+    finally:
+        with open(gateway.policy_path, "w", encoding="utf-8") as f:
+            f.write(original)
+        release_all(clients)
+    for client in clients:
+        result = finished(client)
+        assert result["calls"][0]["gre_echoed"] == 10 and result["unexpected_gre"] == 0
+    assert "Traceback" not in gateway.daemon_log(400)

@@ -117,3 +117,37 @@ def test_show_vpdn_lists_a_held_session(lab: TerminateLab) -> None:
         proc.stdin.close()
         proc.wait(20)
     assert vpdn(lab)["tunnels"] == []
+
+
+def test_a_reload_keeps_the_held_session_and_applies_to_the_next(lab: TerminateLab) -> None:
+    """Issue 12 item 1 for dial-in: new users and a new authentication order reach new sessions
+    through ``fixup reload``; the session held across it stays up."""
+    original = lab.policy_text()
+    proc = lab.topology.popen(lab.topology.server, [*PEERS, "dial", "--server", PAT_ADDRESS, "--user", "cisco",
+                                                    "--password", "cisco", "--auth", "pap", "--mppe", "none",
+                                                    "--hold", "--hold-timeout", "30"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if '"holding"' in line or '"result"' in line:
+                break
+        with open(lab.policy_path, "w", encoding="utf-8") as f:
+            f.write(original.replace("users: {cisco: cisco}", "users: {cisco: cisco, bob: b0b}")
+                    .replace("authentication: [pap, chap, mschap, mschap-v2]", "authentication: [mschap-v2]"))
+        done = lab.fixup_cli("reload")
+        assert done.returncode == 0 and "terminate.authentication, terminate.users" in done.stdout, done
+        sessions = vpdn(lab)["sessions"]
+        assert [(s["username"], s["state"]) for s in sessions] == [("cisco", "up")], sessions
+        proc.stdin.close()  # the dialer routes our address into its tunnel: hang up before the next dial
+        proc.wait(20)
+        bob = dial(lab, "--user", "bob", "--password", "b0b", "--auth", "mschap-v2", "--mppe", "require-128")
+        assert bob["ok"], (bob, lab.daemon_log(30))
+        assert not dial(lab, "--user", "cisco", "--password", "cisco", "--auth", "pap", "--mppe", "none")["ok"]
+    finally:
+        with open(lab.policy_path, "w", encoding="utf-8") as f:
+            f.write(original)
+        lab.fixup_cli("reload")
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        proc.wait(20)
+    assert vpdn(lab)["tunnels"] == []

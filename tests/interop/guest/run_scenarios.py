@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 FIXUP = str(REPO / ".venv" / "bin" / "fixup")
 WORK = Path("/tmp/interop")
+ACTIVE_POLICY = WORK / "fixup.yaml"  # the one daemon's policy file; each phase copies its policy here
 XFER = [sys.executable, str(HERE / "xfer.py")]
 ONE_MB = 1 << 20
 PPPD_COMMON = ["noauth", "refuse-eap", "nobsdcomp", "nodeflate", "novj", "novjccomp", "debug", "updetach"]
@@ -44,6 +45,7 @@ class Guest:
         self.fixup_log: Path | None = None
         self.background: list[subprocess.Popen[bytes]] = []
         self.dials = 0
+        self.pppd_logs: dict[str, Path] = {}  # ifname -> pppd's log file
 
     def next_ifname(self) -> str:
         """A fresh PPP interface name per dial (pppd's pidfile is /var/run/<ifname>.pid)."""
@@ -73,17 +75,43 @@ class Guest:
         self.background.append(proc)
         return proc
 
-    def start_fixup(self, policy: str) -> bool:
-        self.fixup_log = self.out / f"fixup-{Path(policy).stem}.log"
-        self.fixup = self.spawn("ip", "netns", "exec", "fgw", FIXUP, "run", "--policy", policy, "--debug",
+    def start_fixup(self, policy: Path) -> bool:
+        """One daemon for the whole run (issue 14: every start costs 30-70 s under TCG); the
+        phases change its policy by reloading it (reload_fixup)."""
+        self.fixup_log = self.out / "fixup.log"
+        offset = self.fixup_offset()  # a second start (the first daemon died) appends
+        self.fixup = self.spawn("ip", "netns", "exec", "fgw", FIXUP, "run", "--policy", str(policy), "--debug",
                                 log=self.fixup_log)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.fixup.poll() is None:
-            if "vpdn accept dialin" in self.fixup_log.read_text(errors="replace"):
-                self.say(f"fixup ready ({policy})")
+        return self.wait_log(offset, "vpdn accept dialin", 150, f"fixup ready ({policy})")
+
+    def reload_fixup(self, policy: Path, how: str) -> dict[str, Any]:
+        """Copy ``policy`` over the daemon's policy file and reload it: ``how`` is "sighup" or
+        "cli" (``fixup reload``).  Returns what the checks need."""
+        if self.fixup is None or self.fixup.poll() is not None:
+            return {"alive_before": False}
+        pid = self.fixup.pid
+        offset = self.fixup_offset()
+        shutil.copy(policy, ACTIVE_POLICY)
+        printed = ""
+        if how == "cli":
+            done = self.run("ip", "netns", "exec", "fgw", FIXUP, "reload", timeout=120)
+            printed = (done.stdout + done.stderr).strip()
+        else:
+            self.fixup.send_signal(signal.SIGHUP)
+        reloaded = self.wait_log(offset, r"fixup: reloaded ", 60, f"fixup reloaded ({policy.name}, {how})")
+        return {"alive_before": True, "reloaded": reloaded, "same_process": self.fixup.poll() is None
+                and self.fixup.pid == pid, "printed": printed,
+                "log": self.fixup_lines_since(offset, r"reload|refused|error|Traceback")}
+
+    def wait_log(self, offset: int, pattern: str, timeout: float, what: str) -> bool:
+        """Wait (never a fixed sleep) for ``pattern`` in the daemon's log after ``offset``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.fixup is not None and self.fixup.poll() is None:
+            if self.fixup_lines_since(offset, pattern):
+                self.say(what)
                 return True
-            time.sleep(0.5)
-        self.say(f"fixup NOT ready ({policy}), rc={self.fixup.poll()}")
+            time.sleep(0.2)
+        self.say(f"NOT {what}: rc={self.fixup.poll() if self.fixup else None}")
         return False
 
     def stop_fixup(self) -> int | None:
@@ -97,7 +125,7 @@ class Guest:
             return None
 
     def fixup_offset(self) -> int:
-        return self.fixup_log.stat().st_size if self.fixup_log else 0
+        return self.fixup_log.stat().st_size if self.fixup_log and self.fixup_log.exists() else 0
 
     def fixup_lines_since(self, offset: int, pattern: str) -> list[str]:
         if self.fixup_log is None:
@@ -120,7 +148,7 @@ class Guest:
              private_run: bool = False, label: str | None = None) -> dict[str, Any]:
         """pppd + pptp-linux, ``updetach``: returns when IPCP is up (rc 0) or the link failed.
         The log is ``pppd-<label>.log``; ``ifname`` (at most 15 bytes) also names pppd's pidfile."""
-        log = self.out / f"pppd-{label or ifname}.log"
+        log = self.pppd_logs[ifname] = self.out / f"pppd-{label or ifname}.log"
         pppd = ["pppd", "pty", f"pptp {server} --nolaunchpppd --loglevel 1", "user", user, "password", password,
                 "ifname", ifname, "logfile", str(log), *PPPD_COMMON, *options]
         # pptp-linux keeps one call manager per server under /var/run/pptp: a private tmpfs there
@@ -132,6 +160,9 @@ class Guest:
         return {"rc": done.returncode, "seconds": round(time.monotonic() - started, 1), "log": text}
 
     def hangup(self, ifname: str) -> None:
+        """SIGTERM pppd and wait for it to exit.  Once pppd says "Connection terminated" (LCP
+        and the PPTP call are down), its pty child (pptp-linux) is ended too: pppd would otherwise
+        wait 5 s for it (issue 14: that was a third of every scenario)."""
         pidfile = Path(f"/var/run/{ifname}.pid")
         try:
             pid = int(pidfile.read_text().split()[0])
@@ -141,10 +172,17 @@ class Guest:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        for _ in range(40):
-            if not Path(f"/proc/{pid}").exists():
-                break
-            time.sleep(0.25)
+        log = self.pppd_logs.get(ifname, self.out / f"pppd-{ifname}.log")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "Connection terminated" in text:
+                for child in pty_children(text):
+                    try:
+                        os.kill(child, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.1)
         time.sleep(1)  # pptp-linux's call manager closes the control connection after pppd
 
     def ping(self, netns: str, address: str, size: int = 56) -> bool:
@@ -158,6 +196,14 @@ class Guest:
             return json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return {"ok": False, "error": (done.stderr or done.stdout)[-300:]}
+
+
+def pty_children(log: str) -> list[int]:
+    """The pids of pptp-linux that pppd says it is waiting for after its hang-up ("Waiting for
+    N child processes...", then "script pptp ..., pid N").  Not found by parent pid: pppd
+    started them before ``updetach`` forked it, so they are not its children any more."""
+    tail = log[log.rfind("Waiting for"):] if "Waiting for" in log else ""
+    return [int(pid) for pid in re.findall(r"script pptp [^\n]*, pid (\d+)", tail)]
 
 
 def pppd_lines(log: str, pattern: str) -> list[str]:
@@ -323,6 +369,7 @@ def radius_accounting(g: Guest, name: str, user: str) -> None:
 
 
 def phase_e(g: Guest) -> None:
+    wait_freeradius(g)
     terminate_ok(g, "term_radius_mschapv2_mppe128", "mschap-v2", ["require-mppe-128"], MSV2,
                  r"MPPE 128-bit stateless compression enabled")
     radius_accounting(g, "radius_accounting", "cisco")
@@ -333,6 +380,32 @@ def phase_e(g: Guest) -> None:
 PHASES = (("fixup-auto.yaml", phase_a), ("fixup-mppe128-stateful.yaml", phase_b),
           ("fixup-mppe40.yaml", phase_c), ("fixup-mppe40-stateful.yaml", phase_d),
           ("fixup-radius.yaml", phase_e))
+
+
+def run_phases(g: Guest) -> None:
+    """One daemon: started with the first phase's policy, reloaded (``fixup reload`` once, SIGHUP
+    after) for each later phase; started again only if it died, so later phases still run."""
+    for index, (policy, phase) in enumerate(PHASES):
+        started = time.monotonic()
+        source = WORK / policy
+        if index == 0 or g.fixup is None or g.fixup.poll() is not None:
+            shutil.copy(source, ACTIVE_POLICY)
+            ready = g.start_fixup(ACTIVE_POLICY)
+            g.record("daemon_start" if index == 0 else f"restart_{source.stem}", started, {"ready": ready})
+        else:
+            result = g.reload_fixup(source, "cli" if index == 1 else "sighup")
+            checks = {"reloaded": bool(result.get("reloaded")), "same_process": bool(result.get("same_process")),
+                      "no_error": not any(re.search(r"refused|Traceback|ERROR", line) for line in result.get("log", []))}
+            if index == 1:
+                checks["cli_printed_changes"] = result.get("printed", "").startswith("reloaded: ") and \
+                    "terminate.encryption" in result.get("printed", "")
+            g.record(f"reload_{source.stem}", started, checks, **result)
+            ready = checks["reloaded"]
+        if ready:
+            phase(g)
+    started = time.monotonic()
+    rc = g.stop_fixup()
+    g.record("daemon_stop", started, {"clean_exit": rc == 0}, exit_status=rc)
 
 
 def prepare(out: Path) -> None:
@@ -347,17 +420,22 @@ def prepare(out: Path) -> None:
     subprocess.run(["bash", str(HERE / "topology.sh"), str(out)], check=True)
 
 
-def start_freeradius(g: Guest) -> bool:
-    """FreeRADIUS on fgw's loopback, configured by the host before the boot (conftest.py)."""
+def start_freeradius(g: Guest) -> None:
+    """FreeRADIUS on fgw's loopback, configured by the host before the boot (conftest.py); it
+    starts while the phases before the RADIUS one run (wait_freeradius)."""
     root = g.out / "freeradius"
     if not (root / "radiusd.conf").exists():
         g.say("no FreeRADIUS configuration: RADIUS scenarios will fail")
-        return False
-    log = root / "freeradius-X.log"
-    g.spawn("ip", "netns", "exec", "fgw", "freeradius", "-X", "-d", str(root), "-n", "radiusd", log=log)
+        return
+    g.spawn("ip", "netns", "exec", "fgw", "freeradius", "-X", "-d", str(root), "-n", "radiusd",
+            log=root / "freeradius-X.log")
+
+
+def wait_freeradius(g: Guest) -> bool:
+    log = g.out / "freeradius" / "freeradius-X.log"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if "Ready to process requests" in log.read_text(errors="replace"):
+        if log.exists() and "Ready to process requests" in log.read_text(errors="replace"):
             g.say("FreeRADIUS ready")
             return True
         time.sleep(0.5)
@@ -374,13 +452,7 @@ def main() -> int:
         g.spawn("ip", "netns", "exec", "outs", *XFER, "sink", "--listen", "0.0.0.0:9000", log=out / "sink-outs.log")
         g.spawn("ip", "netns", "exec", "c1", *XFER, "sink", "--listen", "0.0.0.0:9001", log=out / "sink-c1.log")
         start_freeradius(g)
-        for policy, phase in PHASES:
-            started = time.monotonic()
-            ready = g.start_fixup(str(WORK / policy))
-            if ready:
-                phase(g)
-            rc = g.stop_fixup()
-            g.record(f"daemon_{Path(policy).stem}", started, {"ready": ready, "clean_exit": rc == 0}, exit_status=rc)
+        run_phases(g)
     except Exception as exc:  # noqa: BLE001 - report anything as a failed scenario, never hang the VM
         g.say(f"guest runner crashed: {type(exc).__name__}: {exc}")
         g.record("guest_runner", time.monotonic(), {"no_crash": False}, error=repr(exc))

@@ -1,0 +1,66 @@
+"""Reload of the running daemon's policy: SIGHUP, ``fixup reload`` (control socket) and
+``systemctl reload fixup`` all end here.
+
+The file is read and validated again; an invalid policy, or one that changes what only a restart
+can change (:mod:`fixup.policy_reload`), is refused with its one-line error and the running
+policy stays in force.  A valid one is applied without dropping a PAT call or a dial-in session.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from fixup.errors import FixupError
+from fixup.io.control import set_log_level
+from fixup.policy import load_policy
+from fixup.policy_reload import plan_reload
+
+if TYPE_CHECKING:
+    from fixup.io.terminate_io import TerminateIo
+    from fixup.policy import Policy
+    from fixup.proto.tracker import Tracker
+
+log = logging.getLogger("fixup")
+
+
+class Reloader:
+    """Holds the policy in force; :meth:`reload` swaps it for the file's current contents."""
+
+    def __init__(self, policy: Policy, pat: IPv4Address, tracker: Tracker, vpdn: TerminateIo | None, *,
+                 debug: bool = False) -> None:
+        self.policy = policy
+        self.pat = pat
+        self.tracker = tracker
+        self.vpdn = vpdn
+        self.debug = debug  # `fixup run --debug` keeps debug logging whatever the policy says
+        self.reloads = {"ok": 0, "refused": 0}
+        self.last: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the policy file; the answer ``fixup reload`` prints: ok, what changed or why not."""
+        async with self._lock:  # two SIGHUPs in a row apply one after the other
+            try:
+                new = load_policy(self.policy.source)
+                plan = plan_reload(self.policy, new)
+            except (FixupError, OSError) as err:
+                self.reloads["refused"] += 1
+                self.last = {"ok": False, "error": str(err)}
+                log.error("fixup: reload refused: %s", err)
+                return self.last
+            self.tracker.config = new.tracker_config(self.pat)
+            if not self.debug:
+                set_log_level(new.log_level)
+            if self.vpdn is not None and new.terminate is not None and plan.terminate_changed:
+                await self.vpdn.reload(new.terminate)
+            self.policy = new
+            self.reloads["ok"] += 1
+            self.last = {"ok": True, "changed": list(plan.changed)}
+            log.info("fixup: reloaded %s: %s", new.source, "changed " + plan.describe() if plan.changed else plan.describe())
+            return self.last
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"policy": self.policy.source, **{f"reloads_{k}": v for k, v in self.reloads.items()},
+                "last_reload": self.last}
