@@ -19,7 +19,7 @@ from fixup.errors import FixupError, PolicyError
 from fixup.io.control import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
-    from fixup.policy import Policy
+    from fixup.policy.loader import Policy
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -99,7 +99,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> Policy:
-    from fixup.policy import load_policy
+    from fixup.policy.loader import load_policy
 
     try:
         return load_policy(path)
@@ -169,10 +169,10 @@ def _request(socket_path: str, obj: dict[str, Any], timeout: float = 5) -> dict[
 
 
 def _show(what: str, socket_path: str, as_json: bool) -> int:
-    from fixup.io import show
+    from fixup.io.pat import show
 
     if what in ("vpdn", "aaa-server"):
-        from fixup.io.show_vpdn import format_aaa, format_vpdn
+        from fixup.io.vpdn.show import format_aaa, format_vpdn
 
         snapshot = _request(socket_path, {"cmd": "show-vpdn"})
         if what == "aaa-server":

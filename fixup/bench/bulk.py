@@ -34,45 +34,25 @@ import os
 import resource
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fixup.bench.latency import BURST_PHONE, measure_latency
 from fixup.errors import BadInput
+from fixup.lab.peer_io import PPTP_PORT, RESET_LINGER
+from fixup.lab.pptp_peer import CallIds, MessageStream, PacConnection, PnsConnection
 from fixup.wire.gre import GreHeader, build_gre
-from fixup.wire.pptp import (
-    PREFIX_LENGTH,
-    CallClearRequest,
-    CallDisconnectNotify,
-    DisconnectResult,
-    EchoReply,
-    EchoRequest,
-    Message,
-    OutgoingCallReply,
-    OutgoingCallRequest,
-    StartControlConnectionReply,
-    StartControlConnectionRequest,
-    StopControlConnectionReply,
-    StopControlConnectionRequest,
-    build_message,
-    parse_header,
-    parse_message,
-)
+from fixup.wire.pptp import Message, OutgoingCallReply, build_message
 
-PPTP_PORT = 1723  # RFC 2637 section 2
-BURST_PHONE = b"gre-burst"
 BURST_INTERVAL = 0.0002
 BURST_MAX_SECONDS = 2.0
 SETUP_TIMEOUT = 15.0
 LISTEN_BACKLOG = 8192
 OPEN_FILES = 65536
-SCCRQ_BYTES = build_message(StartControlConnectionRequest(host_name=b"fixup-bench", vendor_string=b"fixup.bench"))
-SCCRP_BYTES = build_message(StartControlConnectionReply(host_name=b"fixup-bench", vendor_string=b"fixup.bench"))
-STOPCCRP_BYTES = build_message(StopControlConnectionReply())
-RESET_LINGER = struct.pack("ii", 1, 0)
+NAME, VENDOR = b"fixup-bench", b"fixup.bench"
 
 
 def emit(**fields: Any) -> None:
@@ -91,25 +71,6 @@ def raise_open_files(limit: int = OPEN_FILES) -> int:
         except (ValueError, OSError):
             continue
     return soft
-
-
-class MessageBuffer:
-    """Bytes of one direction of a control connection in, whole messages out (RFC 2637 section 1.4:
-    each message states its Length)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def feed(self, chunk: bytes) -> list[Message]:
-        self.data += chunk
-        messages = []
-        while len(self.data) >= PREFIX_LENGTH:
-            length = parse_header(self.data).length
-            if len(self.data) < length:
-                break
-            messages.append(parse_message(bytes(self.data[:length]), strict=False))
-            del self.data[:length]
-        return messages
 
 
 class StdinLines:
@@ -183,22 +144,11 @@ class Pac:
     """State shared by every connection of the server: Call IDs in use, the GRE socket, counters."""
 
     def __init__(self) -> None:
-        self.next_call_id = 1
-        self.in_use: set[int] = set()
+        self.ids = CallIds(1)
         self.gre: socket.socket | None = None
         self.connections = 0
         self.calls = 0
         self.errors = 0
-
-    def allocate(self) -> int:
-        """A Call ID no open call of this server uses (RFC 2637 section 2.8), 1..65535."""
-        for _ in range(0xFFFF):
-            candidate = self.next_call_id
-            self.next_call_id = candidate % 0xFFFF + 1
-            if candidate not in self.in_use:
-                self.in_use.add(candidate)
-                return candidate
-        raise RuntimeError("all 65535 Call IDs in use")
 
     def gre_socket(self) -> socket.socket:
         if self.gre is None:
@@ -207,14 +157,15 @@ class Pac:
 
 
 class PacProtocol(asyncio.Protocol):
-    """One control connection as the PAC sees it."""
+    """One control connection as the PAC sees it (:class:`fixup.lab.pptp_peer.PacConnection`,
+    with the OCRP's Physical Channel ID carrying the Call ID the OCRQ arrived with)."""
 
     def __init__(self, pac: Pac) -> None:
         self.pac = pac
-        self.buffer = MessageBuffer()
+        self.stream = MessageStream(strict=False)
+        self.conn = PacConnection(pac.ids, name=NAME, vendor=VENDOR, channel_echo=True)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
-        self.calls: dict[int, int] = {}  # own Call ID -> the PNS's Call ID
         self.bursts: list[GreBurster] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -226,52 +177,30 @@ class PacProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         try:
-            for msg in self.buffer.feed(data):
+            for msg in self.stream.feed(data):
                 self.answer(msg)
         except (BadInput, RuntimeError):
             self.pac.errors += 1
             reset(self.transport)
 
     def answer(self, msg: Message) -> None:
-        """RFC 2637 sections 2.1 - 2.13, the PAC side."""
+        """RFC 2637 sections 2.1 - 2.13, the PAC side; a ``gre-burst`` OCRQ starts a GRE burst."""
         assert self.transport is not None
-        if isinstance(msg, StartControlConnectionRequest):
-            self.transport.write(SCCRP_BYTES)
-        elif isinstance(msg, EchoRequest):
-            self.transport.write(build_message(EchoReply(identifier=msg.identifier)))
-        elif isinstance(msg, OutgoingCallRequest):
-            self.outgoing_call(msg)
-        elif isinstance(msg, CallClearRequest):
-            own = next((own for own, peer in self.calls.items() if peer == msg.call_id), None)
-            if own is not None:
-                self.release(own)
-                cdn = CallDisconnectNotify(call_id=own, result_code=DisconnectResult.REQUEST)
-                self.transport.write(build_message(cdn))
-        elif isinstance(msg, StopControlConnectionRequest):
-            self.transport.write(STOPCCRP_BYTES)
+        answer = self.conn.receive(msg)
+        for reply in answer.replies:
+            self.transport.write(build_message(reply))
+        if answer.opened is not None:
+            self.pac.calls += 1
+            _own, peer_call_id, request = answer.opened
+            if request.phone_number == BURST_PHONE:
+                burst = GreBurster(self.pac.gre_socket(), self.peer, peer_call_id)
+                self.bursts.append(burst)
+                burst.start()
+        if answer.stop:
             self.transport.close()
 
-    def outgoing_call(self, msg: OutgoingCallRequest) -> None:
-        """RFC 2637 section 2.8: Peer's Call ID = the OCRQ's Call ID; Physical Channel ID = the same
-        value for the benchmark (the PNS learns which Call ID arrived here)."""
-        assert self.transport is not None
-        own = self.pac.allocate()
-        self.calls[own] = msg.call_id
-        self.pac.calls += 1
-        self.transport.write(build_message(OutgoingCallReply(call_id=own, peer_call_id=msg.call_id,
-                                                             physical_channel_id=msg.call_id)))
-        if msg.phone_number == BURST_PHONE:
-            burst = GreBurster(self.pac.gre_socket(), self.peer, msg.call_id)
-            self.bursts.append(burst)
-            burst.start()
-
-    def release(self, own: int) -> None:
-        self.calls.pop(own, None)
-        self.pac.in_use.discard(own)
-
     def connection_lost(self, exc: Exception | None) -> None:
-        for own in list(self.calls):
-            self.release(own)
+        self.conn.close()
         for burst in self.bursts:
             burst.stop.set()
 
@@ -304,34 +233,35 @@ async def serve(listen: str, port: int) -> None:
 
 class PnsProtocol(asyncio.Protocol):
     """One control connection placing one call: SCCRQ, SCCRP, OCRQ, OCRP (RFC 2637 sections 2.1,
-    2.2, 2.7, 2.8); ``done`` gets the OCRP."""
+    2.2, 2.7, 2.8) through :class:`fixup.lab.pptp_peer.PnsConnection`; ``done`` gets the OCRP."""
 
     def __init__(self, call_id: int, done: asyncio.Future[OutgoingCallReply]) -> None:
         self.call_id = call_id
         self.done = done
-        self.buffer = MessageBuffer()
+        self.stream = MessageStream(strict=False)
+        self.conn = PnsConnection(name=NAME, vendor=VENDOR)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(SCCRQ_BYTES)
+        transport.write(build_message(self.conn.start()))
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         try:
-            messages = self.buffer.feed(data)
+            messages = self.stream.feed(data)
         except BadInput as err:
             self._fail(err)
             return
         for msg in messages:
-            if isinstance(msg, StartControlConnectionReply):
-                ocrq = OutgoingCallRequest(call_id=self.call_id, call_serial_number=self.call_id)
-                self.transport.write(build_message(ocrq))
+            event = self.conn.receive(msg)
+            for reply in event.replies:
+                self.transport.write(build_message(reply))
+            if event.kind == "established":
+                self.transport.write(build_message(self.conn.place(self.call_id, serial=self.call_id)))
             elif isinstance(msg, OutgoingCallReply) and not self.done.done():
                 self.done.set_result(msg)
-            elif isinstance(msg, EchoRequest):
-                self.transport.write(build_message(EchoReply(identifier=msg.identifier)))
 
     def _fail(self, err: Exception) -> None:
         if not self.done.done():
@@ -433,8 +363,6 @@ async def run_command(pns: Pns, command: dict[str, Any], server: str, port: int)
         if name == "call":
             return await pns.call(int(command["call_id"]))
         if name == "latency":
-            from fixup.bench.latency import measure_latency
-
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, measure_latency, server, port, int(command["count"]),
                                               int(command.get("first_call_id", 30000)))

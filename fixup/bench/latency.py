@@ -14,11 +14,13 @@ import struct
 import time
 from typing import Any
 
-from fixup.bench.bulk import BURST_PHONE, RESET_LINGER, SCCRQ_BYTES, MessageBuffer
 from fixup.errors import BadInput
+from fixup.lab.peer_io import RESET_LINGER
+from fixup.lab.pptp_peer import MessageStream, PnsConnection
 from fixup.wire.gre import parse_gre
-from fixup.wire.pptp import Message, OutgoingCallReply, OutgoingCallRequest, StartControlConnectionReply, build_message
+from fixup.wire.pptp import Message, OutgoingCallReply, StartControlConnectionReply, build_message
 
+BURST_PHONE = b"gre-burst"  # an OCRQ with this Phone Number asks the benchmark PAC for a GRE burst
 LATENCY_TIMEOUT = 2.0
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux asm-generic/socket.h
 TIMESPEC = struct.Struct("@qq")
@@ -37,7 +39,7 @@ def received_at(sock: socket.socket, size: int) -> tuple[bytes, int]:
     return data, time.time_ns()
 
 
-def read_message(sock: socket.socket, buffer: MessageBuffer, wanted: type, deadline: float) -> tuple[Message, int]:
+def read_message(sock: socket.socket, stream: MessageStream, wanted: type, deadline: float) -> tuple[Message, int]:
     """Read until a message of type ``wanted`` is whole; its arrival timestamp (ns)."""
     while True:
         remaining = deadline - time.monotonic()
@@ -47,7 +49,7 @@ def read_message(sock: socket.socket, buffer: MessageBuffer, wanted: type, deadl
         data, stamp = received_at(sock, 4096)
         if not data:
             raise ConnectionError(f"closed while waiting for {wanted.__name__}")
-        for msg in buffer.feed(data):
+        for msg in stream.feed(data):
             if isinstance(msg, wanted):
                 return msg, stamp
 
@@ -89,13 +91,12 @@ def one_latency(server: str, port: int, gre: socket.socket, call_id: int) -> flo
     sock = socket.create_connection((server, port), timeout=LATENCY_TIMEOUT)
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        buffer = MessageBuffer()
-        sock.sendall(SCCRQ_BYTES)
-        read_message(sock, buffer, StartControlConnectionReply, deadline)
+        stream, pns = MessageStream(strict=False), PnsConnection(name=b"fixup-bench", vendor=b"fixup.bench")
+        sock.sendall(build_message(pns.start()))
+        read_message(sock, stream, StartControlConnectionReply, deadline)
         drain(gre)
-        sock.sendall(build_message(OutgoingCallRequest(call_id=call_id, phone_number=BURST_PHONE,
-                                                       phone_number_length=len(BURST_PHONE))))
-        _, ocrp_at = read_message(sock, buffer, OutgoingCallReply, deadline)
+        sock.sendall(build_message(pns.place(call_id, phone=BURST_PHONE)))
+        _, ocrp_at = read_message(sock, stream, OutgoingCallReply, deadline)
         gre_at = first_gre(gre, server, call_id, deadline)
     finally:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_LINGER)

@@ -292,7 +292,7 @@ def parse_collapsed(text: str) -> Counter[tuple[str, ...]]:
 
 
 def function_name(frame: str) -> str:
-    """``handle_packet (fixup/proto/tracker.py:62)`` -> ``handle_packet (tracker.py)``."""
+    """``handle_packet (fixup/proto/pat/tracker.py:62)`` -> ``handle_packet (tracker.py)``."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     return f"{name} ({path.rsplit('/', 1)[-1]})" if path else name

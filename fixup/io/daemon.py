@@ -17,16 +17,16 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from fixup.errors import SetupError
-from fixup.io import netfilter
+from fixup.io.pat import netfilter
 from fixup.io.control import ControlServer
-from fixup.io.gre_maps import GreMaps
-from fixup.io.nfqueue import QueueShell, interface_directions
-from fixup.io.nftlib import Nft
+from fixup.io.pat.gre_maps import GreMaps
+from fixup.io.pat.nfqueue import QueueShell, interface_directions
+from fixup.io.pat.nftlib import Nft
 from fixup.io.reload import Reloader
-from fixup.io.terminate_io import TerminateIo
+from fixup.io.vpdn.terminate_io import TerminateIo
 
 if TYPE_CHECKING:
-    from fixup.policy import Policy
+    from fixup.policy.loader import Policy
 
 log = logging.getLogger("fixup")
 
@@ -87,7 +87,7 @@ def _ignore_stop_signals() -> None:
 def run(policy: Policy, *, debug: bool = False) -> int:
     """Run the daemon until SIGINT/SIGTERM; return the exit status (0 on a clean stop).
     ``debug``: debug logging stays on across reloads."""
-    from fixup.proto.tracker import Tracker
+    from fixup.proto.pat.tracker import Tracker
 
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload before the loop runs

@@ -2,7 +2,7 @@
 ``systemctl reload fixup`` all end here.
 
 The file is read and validated again; an invalid policy, or one that changes what only a restart
-can change (:mod:`fixup.policy_reload`), is refused with its one-line error and the running
+can change (:mod:`fixup.policy.reload`), is refused with its one-line error and the running
 policy stays in force.  A valid one is applied without dropping a PAT call or a dial-in session.
 """
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from fixup.errors import FixupError
 from fixup.io.control import set_log_level
-from fixup.policy import load_policy
-from fixup.policy_reload import plan_reload
+from fixup.policy.loader import load_policy
+from fixup.policy.reload import plan_reload
 
 if TYPE_CHECKING:
-    from fixup.io.terminate_io import TerminateIo
-    from fixup.policy import Policy
-    from fixup.proto.tracker import Tracker
+    from fixup.io.vpdn.terminate_io import TerminateIo
+    from fixup.policy.loader import Policy
+    from fixup.proto.pat.tracker import Tracker
 
 log = logging.getLogger("fixup")
 

@@ -21,227 +21,18 @@ sent ones get theirs from the kernel.  Nothing waits without a timeout.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import select
 import socket
 import struct
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-from fixup.errors import BadInput
-from fixup.wire.gre import GreHeader, build_gre, parse_gre
-from fixup.wire.pptp import (
-    PREFIX_LENGTH,
-    Message,
-    MessageType,
-    StartControlConnectionRequest,
-    build_message,
-    parse_header,
-    parse_message,
-)
-
-PPTP_PORT = 1723  # RFC 2637 section 2: the control connection's TCP port
-REPLY_TIMEOUT = 5.0
-MAX_DATAGRAM = 65535
-
-_print_lock = threading.Lock()
-
-
-def emit(**fields: Any) -> None:
-    """Print one JSON line on stdout (thread-safe, flushed at once)."""
-    line = json.dumps(fields, sort_keys=False, default=str)
-    with _print_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-def message_name(msg: Message) -> str:
-    return msg.message_type.name
-
-
-# --- the control connection -----------------------------------------------------------------
-
-
-class ControlChannel:
-    """One PPTP control connection (RFC 2637 section 2): whole messages in, whole messages out.
-
-    ``segment_sizes`` (low, high) writes every message in pieces of ``low..high`` bytes, one
-    ``send()`` each with TCP_NODELAY and a short pause, so the peer sees tiny TCP segments."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        *,
-        segment_sizes: tuple[int, int] | None = None,
-        pause: float = 0.003,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.sock = sock
-        self.segment_sizes = segment_sizes
-        self.pause = pause
-        self.rng = rng or random.Random()
-        self.buffer = bytearray()
-        self.closed = False
-        if segment_sizes is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, msg: Message) -> None:
-        self.send_bytes(build_message(msg))
-
-    def send_bytes(self, data: bytes) -> None:
-        if self.segment_sizes is None:
-            self.sock.sendall(data)
-            return
-        low, high = self.segment_sizes
-        position = 0
-        while position < len(data):
-            size = self.rng.randint(low, high)
-            self.sock.sendall(data[position : position + size])
-            position += size
-            time.sleep(self.pause)
-
-    def receive(self, timeout: float) -> Message | None:
-        """The next whole message, or None when the peer closed.  Raises TimeoutError after
-        ``timeout`` seconds without a whole message, BadInput for bytes that are not PPTP."""
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self._take_message()
-            if msg is not None:
-                return msg
-            if self.closed:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no whole control message within {timeout:g} s")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                self.closed = True
-                if self.buffer:
-                    raise BadInput(f"connection closed inside a message ({len(self.buffer)} bytes)")
-            self.buffer += chunk
-
-    def expect(
-        self,
-        message_type: MessageType,
-        timeout: float = REPLY_TIMEOUT,
-        accept: Callable[[Message], bool] = lambda msg: True,
-        on_other: Callable[[Message], None] | None = None,
-    ) -> Message:
-        """Wait for a message of ``message_type`` that ``accept``s; others go to ``on_other``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            try:
-                msg = self.receive(remaining)
-            except TimeoutError:
-                raise TimeoutError(f"no {message_type.name} within {timeout:g} s") from None
-            if msg is None:
-                raise ConnectionError(f"connection closed while waiting for {message_type.name}")
-            if msg.message_type == message_type and accept(msg):
-                return msg
-            if on_other is not None:
-                on_other(msg)
-
-    def _take_message(self) -> Message | None:
-        if len(self.buffer) < PREFIX_LENGTH:
-            return None
-        header = parse_header(self.buffer)
-        if len(self.buffer) < header.length:
-            return None
-        raw = bytes(self.buffer[: header.length])
-        del self.buffer[: header.length]
-        return parse_message(raw)
-
-    def close(self, *, reset: bool = False) -> None:
-        if reset:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
-
-
-def connect(server: str, port: int, timeout: float = REPLY_TIMEOUT) -> socket.socket:
-    sock = socket.create_connection((server, port), timeout=timeout)
-    sock.settimeout(timeout)
-    return sock
-
-
-# --- enhanced GRE ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GrePacket:
-    """One received enhanced-GRE packet (RFC 2637 section 4.1) and who sent it."""
-
-    source: str
-    destination: str
-    header: GreHeader
-    payload: bytes
-
-
-class GreSocket:
-    """A raw ``IPPROTO_GRE`` socket: receives every GRE datagram of the namespace."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_GRE)
-        self.unparsable = 0
-
-    def send(
-        self,
-        destination: str,
-        call_id: int,
-        payload: bytes,
-        *,
-        sequence: int | None = None,
-        acknowledgment: int | None = None,
-    ) -> None:
-        header = GreHeader(call_id=call_id, payload_length=len(payload), sequence=sequence,
-                           acknowledgment=acknowledgment)
-        self.sock.sendto(build_gre(header, payload), (destination, 0))
-
-    def receive(self, timeout: float) -> GrePacket | None:
-        """The next enhanced-GRE packet within ``timeout`` s, or None.  Other GRE is counted
-        in ``unparsable`` and skipped."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([self.sock], [], [], remaining)
-            if not ready:
-                return None
-            datagram = self.sock.recv(MAX_DATAGRAM)
-            packet = parse_datagram(datagram)
-            if packet is None:
-                self.unparsable += 1
-                continue
-            return packet
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def parse_datagram(datagram: bytes) -> GrePacket | None:
-    """IPv4 header + enhanced GRE as a raw socket delivers it; None if it is not that."""
-    if len(datagram) < 20 or datagram[0] >> 4 != 4:
-        return None
-    header_length = (datagram[0] & 0x0F) * 4
-    source = socket.inet_ntoa(datagram[12:16])
-    destination = socket.inet_ntoa(datagram[16:20])
-    try:
-        gre = parse_gre(datagram, header_length)
-    except BadInput:
-        return None
-    start = header_length + gre.header_length
-    payload = datagram[start : start + gre.payload_length]
-    return GrePacket(source, destination, gre, payload)
+from fixup.lab.peer_io import PPTP_PORT, REPLY_TIMEOUT, RESET_LINGER, GreSocket, connect, emit
+from fixup.lab.peers_client import run_client
+from fixup.lab.peers_server import run_server
+from fixup.lab.pptp_dialer import add_dial_arguments, add_sink_arguments, run_dial, run_sink
+from fixup.wire.pptp import StartControlConnectionRequest, build_message
 
 
 # --- misbehaving peers ----------------------------------------------------------------------
@@ -293,7 +84,7 @@ def run_garbage(args: argparse.Namespace) -> int:
         except OSError as err:
             emit(event="garbage", case=case, connected=True, sent=len(data), error=str(err))
         finally:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_LINGER)
             sock.close()
     emit(result="garbage", ok=True)
     return 0
@@ -416,8 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     listen = modes.add_parser("gre-listen", help="print enhanced GRE arriving for a while")
     listen.add_argument("--timeout", type=float, default=2.0)
 
-    from fixup.lab.pptp_dialer import add_dial_arguments, add_sink_arguments
-
     add_dial_arguments(modes.add_parser("dial", help="dial a PPTP server: PPP up, TUN, ping / transfer"))
     add_sink_arguments(modes.add_parser("sink", help="TCP sink answering the SHA-256 of what it read"))
     return parser
@@ -426,26 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.mode == "server":
-        from fixup.lab.peers_server import run_server
-
         return run_server(args)
     if args.mode == "client":
-        from fixup.lab.peers_client import run_client
-
         return run_client(args)
     if args.mode == "garbage":
         return run_garbage(args)
     if args.mode == "gre-inject":
         return run_gre_inject(args)
     if args.mode in ("dial", "sink"):
-        from fixup.lab.pptp_dialer import run_dial, run_sink
-
         return run_dial(args) if args.mode == "dial" else run_sink(args)
     return run_gre_listen(args)
 
 
 if __name__ == "__main__":
-    # Run the imported module's main so every peer shares one fixup.lab.peers (one print lock).
-    from fixup.lab.peers import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -20,23 +20,10 @@ import time
 from dataclasses import asdict, dataclass
 
 from fixup.errors import BadInput
-from fixup.lab.peers import ControlChannel, GreSocket, connect, emit, message_name
-from fixup.wire.pptp import (
-    CallClearRequest,
-    CallDisconnectNotify,
-    EchoReply,
-    EchoRequest,
-    Message,
-    MessageType,
-    OutgoingCallReply,
-    OutgoingCallRequest,
-    StartControlConnectionReply,
-    StartControlConnectionRequest,
-    StopControlConnectionReply,
-    StopControlConnectionRequest,
-)
+from fixup.lab.peer_io import ControlChannel, GreSocket, connect, emit, message_name
+from fixup.lab.pptp_peer import SUCCESS, PnsConnection
+from fixup.wire.pptp import CallDisconnectNotify, EchoReply, EchoRequest, Message, MessageType, OutgoingCallReply
 
-SUCCESS = 1  # RFC 2637 sections 2.2, 2.4, 2.6, 2.8: Result Code 1 = success / connected
 GRE_PAUSE = 0.002
 
 
@@ -69,6 +56,7 @@ class PptpClient:
         self.unexpected_gre = 0
         self.local_port: int | None = None
         self.channel: ControlChannel | None = None
+        self.pns = PnsConnection(name=self.name.encode()[:63], vendor=b"fixup.lab")
 
     # -- phases ------------------------------------------------------------------------
 
@@ -101,12 +89,10 @@ class PptpClient:
     def start_control_connection(self) -> None:
         """RFC 2637 sections 2.1/2.2."""
         assert self.channel is not None
-        self.channel.send(StartControlConnectionRequest(host_name=self.name.encode()[:63],
-                                                        vendor_string=b"fixup.lab"))
+        self.channel.send(self.pns.start())
         reply = self.channel.expect(MessageType.SCCRP, self.timeout, on_other=self.other)
-        assert isinstance(reply, StartControlConnectionReply)
-        if reply.result_code != SUCCESS:
-            raise RuntimeError(f"SCCRP result code {reply.result_code}")
+        if self.pns.receive(reply).kind != "established":
+            raise RuntimeError(f"SCCRP result code {getattr(reply, 'result_code', None)}")
 
     def echo(self) -> None:
         """RFC 2637 sections 2.5/2.6: one keep-alive round trip."""
@@ -119,13 +105,12 @@ class PptpClient:
     def place_call(self, call: ClientCall) -> None:
         """RFC 2637 sections 2.7/2.8: the OCRP's Peer's Call ID must be the OCRQ's Call ID."""
         assert self.channel is not None
-        serial = self.rng.getrandbits(16)
-        self.channel.send(OutgoingCallRequest(call_id=call.call_id, call_serial_number=serial))
+        self.channel.send(self.pns.place(call.call_id, serial=self.rng.getrandbits(16)))
         reply = self.channel.expect(
             MessageType.OCRP, self.timeout, on_other=self.other,
             accept=lambda m: isinstance(m, OutgoingCallReply) and m.peer_call_id == call.call_id)
         assert isinstance(reply, OutgoingCallReply)
-        if reply.result_code != SUCCESS:
+        if self.pns.receive(reply).kind != "call-up":
             raise RuntimeError(f"OCRP for call {call.call_id}: result code {reply.result_code}")
         call.server_call_id = reply.call_id
         emit(event="call-up", name=self.name, call_id=call.call_id, server_call_id=reply.call_id)
@@ -169,26 +154,28 @@ class PptpClient:
         """RFC 2637 sections 2.12/2.13: CCRQ with our Call ID, CDN with the server's."""
         assert self.channel is not None
         for call in self.calls:
-            self.channel.send(CallClearRequest(call_id=call.call_id))
-            self.channel.expect(
+            self.channel.send(self.pns.clear(call.call_id))
+            cdn = self.channel.expect(
                 MessageType.CDN, self.timeout, on_other=self.other,
                 accept=lambda m: isinstance(m, CallDisconnectNotify) and m.call_id == call.server_call_id)
+            self.pns.receive(cdn)
             call.cleared = True
             emit(event="call-down", name=self.name, call_id=call.call_id, server_call_id=call.server_call_id)
 
     def stop_control_connection(self) -> None:
         """RFC 2637 sections 2.3/2.4."""
         assert self.channel is not None
-        self.channel.send(StopControlConnectionRequest())
+        self.channel.send(self.pns.stop())
         reply = self.channel.expect(MessageType.STOPCCRP, self.timeout, on_other=self.other)
-        assert isinstance(reply, StopControlConnectionReply)
-        if reply.result_code != SUCCESS:
-            raise RuntimeError(f"StopCCRP result code {reply.result_code}")
+        if getattr(reply, "result_code", None) != SUCCESS:
+            raise RuntimeError(f"StopCCRP result code {getattr(reply, 'result_code', None)}")
 
     def other(self, msg: Message) -> None:
-        """A message we were not waiting for: answer Echo-Requests, report the rest."""
-        if isinstance(msg, EchoRequest) and self.channel is not None:
-            self.channel.send(EchoReply(identifier=msg.identifier))
+        """A message we were not waiting for: answer what the PNS owes (Echo-Reply), report the rest."""
+        event = self.pns.receive(msg)
+        if event.replies and self.channel is not None:
+            for reply in event.replies:
+                self.channel.send(reply)
             return
         emit(event="unexpected-message", name=self.name, type=message_name(msg))
 

@@ -20,21 +20,9 @@ from dataclasses import dataclass
 from types import FrameType
 
 from fixup.errors import BadInput
-from fixup.lab.peers import ControlChannel, GrePacket, GreSocket, emit, message_name
-from fixup.wire.pptp import (
-    CallClearRequest,
-    CallDisconnectNotify,
-    DisconnectResult,
-    EchoReply,
-    EchoRequest,
-    Message,
-    OutgoingCallReply,
-    OutgoingCallRequest,
-    StartControlConnectionReply,
-    StartControlConnectionRequest,
-    StopControlConnectionReply,
-    StopControlConnectionRequest,
-)
+from fixup.lab.peer_io import ControlChannel, GrePacket, GreSocket, emit, message_name
+from fixup.lab.pptp_peer import CallIds, PacConnection
+from fixup.wire.pptp import Message
 
 IDLE_TIMEOUT = 300.0  # a control connection silent this long is closed
 POLL_INTERVAL = 0.2
@@ -60,7 +48,7 @@ class PptpServer:
     def __init__(self, listen: str, port: int, first_call_id: int = 100, *, quiet_gre: bool = False) -> None:
         self.listen = listen
         self.port = port
-        self.next_call_id = first_call_id & 0xFFFF
+        self.ids = CallIds(first_call_id, zero=True)
         self.quiet_gre = quiet_gre
         self.calls: dict[int, ServerCall] = {}
         self.lock = threading.Lock()
@@ -70,37 +58,9 @@ class PptpServer:
 
     # -- calls -------------------------------------------------------------------------
 
-    def open_call(self, peer_call_id: int, conn: int, peer: str) -> ServerCall:
-        """Allocate a Call ID no other call of this server uses (RFC 2637 section 2.8)."""
-        with self.lock:
-            for _ in range(0x10000):
-                candidate = self.next_call_id
-                self.next_call_id = (self.next_call_id + 1) & 0xFFFF
-                if candidate not in self.calls:
-                    call = ServerCall(candidate, peer_call_id, conn, peer)
-                    self.calls[candidate] = call
-                    self.counters["calls"] += 1
-                    return call
-        raise RuntimeError("all 65536 Call IDs in use")
-
-    def find_call(self, conn: int, peer_call_id: int) -> ServerCall | None:
-        with self.lock:
-            for call in self.calls.values():
-                if call.conn == conn and call.peer_call_id == peer_call_id:
-                    return call
-        return None
-
     def close_call(self, call: ServerCall, why: str) -> None:
-        with self.lock:
-            self.calls.pop(call.call_id, None)
         emit(event="call-close", call_id=call.call_id, peer_call_id=call.peer_call_id, conn=call.conn,
              why=why, gre_in=call.gre_in, gre_out=call.gre_out)
-
-    def close_calls_of(self, conn: int, why: str) -> None:
-        with self.lock:
-            doomed = [call for call in self.calls.values() if call.conn == conn]
-        for call in doomed:
-            self.close_call(call, why)
 
     # -- control connections -----------------------------------------------------------
 
@@ -130,6 +90,7 @@ class PptpServer:
     def _connection(self, conn: int, sock: socket.socket, host: str, port: int) -> None:
         emit(event="control-open", conn=conn, peer=host, peer_port=port)
         channel = ControlChannel(sock)
+        pac = PacConnection(self.ids)
         why = "peer closed"
         try:
             while not self.stopping.is_set():
@@ -141,7 +102,7 @@ class PptpServer:
                 if msg is None:
                     break
                 self.counters["messages"] += 1
-                if not self._answer(channel, msg, conn, host):
+                if not self._answer(channel, pac, msg, conn, host):
                     why = "stopped"
                     break
         except BadInput as err:
@@ -150,36 +111,36 @@ class PptpServer:
         except OSError as err:
             why = f"socket error: {err}"
         finally:
-            self.close_calls_of(conn, "control connection closed")
+            with self.lock:
+                closed = pac.close()
+            self._closed(closed, "control connection closed")
             channel.close()
             emit(event="control-close", conn=conn, peer=host, peer_port=port, why=why)
 
-    def _answer(self, channel: ControlChannel, msg: Message, conn: int, host: str) -> bool:
-        """Answer one message as a PAC; False when the connection must end (StopCCRQ)."""
+    def _answer(self, channel: ControlChannel, pac: PacConnection, msg: Message, conn: int, host: str) -> bool:
+        """Answer one message as a PAC (:class:`PacConnection`); False when the connection must
+        end (StopCCRQ)."""
         emit(event="message", conn=conn, type=message_name(msg), **_ids(msg))
-        if isinstance(msg, StartControlConnectionRequest):
-            channel.send(StartControlConnectionReply(host_name=b"fixup-lab", vendor_string=b"fixup.lab"))
-        elif isinstance(msg, EchoRequest):
-            channel.send(EchoReply(identifier=msg.identifier))
-        elif isinstance(msg, OutgoingCallRequest):
-            call = self.open_call(msg.call_id, conn, host)
-            channel.send(OutgoingCallReply(call_id=call.call_id, peer_call_id=msg.call_id))
-            emit(event="call-open", conn=conn, peer=host, call_id=call.call_id, peer_call_id=msg.call_id)
-        elif isinstance(msg, CallClearRequest):
-            self._clear(channel, msg, conn)
-        elif isinstance(msg, StopControlConnectionRequest):
-            channel.send(StopControlConnectionReply())
-            return False
-        return True
+        with self.lock:  # the Call IDs are the whole server's
+            answer = pac.receive(msg)
+            if answer.opened is not None:
+                own, peer_call_id, _request = answer.opened
+                self.calls[own] = ServerCall(own, peer_call_id, conn, host)
+                self.counters["calls"] += 1
+        for reply in answer.replies:
+            channel.send(reply)
+        if answer.opened is not None:
+            emit(event="call-open", conn=conn, peer=host, call_id=answer.opened[0], peer_call_id=answer.opened[1])
+        if answer.unknown_clear is not None:
+            emit(event="clear-unknown-call", conn=conn, peer_call_id=answer.unknown_clear)
+        self._closed(answer.closed, "call-clear-request")
+        return not answer.stop
 
-    def _clear(self, channel: ControlChannel, msg: CallClearRequest, conn: int) -> None:
-        """RFC 2637 section 2.12/2.13: CCRQ names the PNS's Call ID; CDN carries the PAC's."""
-        call = self.find_call(conn, msg.call_id)
-        if call is None:
-            emit(event="clear-unknown-call", conn=conn, peer_call_id=msg.call_id)
-            return
-        channel.send(CallDisconnectNotify(call_id=call.call_id, result_code=DisconnectResult.REQUEST))
-        self.close_call(call, "call-clear-request")
+    def _closed(self, own_ids: list[int], why: str) -> None:
+        with self.lock:
+            calls = [call for own in own_ids if (call := self.calls.pop(own, None)) is not None]
+        for call in calls:
+            self.close_call(call, why)
 
     # -- GRE ---------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from fixup.lab.ppp_client_layers import (
     ClientLcpOptions,
 )
 from fixup.proto.auth.crypto import MppeKeys
-from fixup.proto.mppe import MppeEngine, MppeOutOfSync
+from fixup.proto.ppp.mppe import MppeEngine, MppeOutOfSync
 from fixup.proto.ppp.ccp import DIRECTIONS_DIFFER, MPPE_L, MPPE_S, MppeResult, mppe_result
 from fixup.proto.ppp.fsm import Limits, State
 from fixup.proto.ppp.lcp import AUTH_PROTOCOLS

@@ -2,7 +2,7 @@
 
 RFC 2637 control connection on TCP 1723 (SCCRQ/SCCRP, OCRQ/OCRP, sections 2.1, 2.2, 2.7,
 2.8), enhanced GRE (section 4) through a raw ``IPPROTO_GRE`` socket and
-:class:`fixup.proto.gre_channel.GreChannel`, PPP by :class:`fixup.lab.ppp_client.PppClient`.
+:class:`fixup.proto.vpdn.gre_channel.GreChannel`, PPP by :class:`fixup.lab.ppp_client.PppClient`.
 Once PPP is up a TUN device in this namespace gets the IPCP address (peer: the server's
 address), the ``--route`` networks and MTU 1400; then ``--ping`` (ICMP echo through the
 tunnel) and ``--transfer`` (bytes to a ``sink`` that answers their SHA-256) run in a worker
@@ -41,26 +41,13 @@ from types import FrameType
 from typing import Any
 
 from fixup.errors import BadInput
-from fixup.io.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
-from fixup.lab.peers import ControlChannel, GreSocket, connect, emit, parse_datagram
+from fixup.io.vpdn.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
+from fixup.lab.peer_io import ControlChannel, GreSocket, connect, emit, parse_datagram
 from fixup.lab.ppp_client import MPPE_MODES, PppClient
-from fixup.proto.gre_channel import GreChannel
-from fixup.wire.pptp import (
-    CallClearRequest,
-    CallDisconnectNotify,
-    EchoReply,
-    EchoRequest,
-    Message,
-    MessageType,
-    OutgoingCallReply,
-    OutgoingCallRequest,
-    StartControlConnectionReply,
-    StartControlConnectionRequest,
-    StopControlConnectionReply,
-    StopControlConnectionRequest,
-)
+from fixup.lab.pptp_peer import PnsConnection
+from fixup.proto.vpdn.gre_channel import GreChannel
+from fixup.wire.pptp import CallDisconnectNotify, Message, MessageType, OutgoingCallReply
 
-SUCCESS = 1  # RFC 2637 sections 2.2, 2.4, 2.8: Result Code 1
 RECEIVE_WINDOW = 64  # our Packet Recv. Window Size (RFC 2637 section 2.7)
 TUN_MTU = 1400
 TUN_QUEUE_LIMIT = 32  # PPP frames waiting for the peer's GRE window (GreChannel backlog: 64)
@@ -159,6 +146,7 @@ class Dialer:
         self.client = PppClient(options.user, options.password, auth_methods=options.auth, mppe=options.mppe,
                                 stateless=options.stateless)
         self.control: ControlChannel | None = None
+        self.pns = PnsConnection(name=b"fixup-dialer", vendor=b"fixup.lab")
         self.gre: GreSocket | None = None
         self.channel: GreChannel | None = None
         self.tun: ClientTun | None = None
@@ -192,23 +180,21 @@ class Dialer:
 
     def _start_control_connection(self) -> None:
         assert self.control is not None
-        self.control.send(StartControlConnectionRequest(host_name=b"fixup-dialer", vendor_string=b"fixup.lab"))
+        self.control.send(self.pns.start())
         reply = self.control.expect(MessageType.SCCRP, self.options.timeout, on_other=self._control_message)
-        assert isinstance(reply, StartControlConnectionReply)
-        if reply.result_code != SUCCESS:
-            raise RuntimeError(f"SCCRP result code {reply.result_code}")
+        if self.pns.receive(reply).kind != "established":
+            raise RuntimeError(f"SCCRP result code {getattr(reply, 'result_code', None)}")
 
     def _place_call(self) -> None:
         """OCRQ with our Call ID and window; the OCRP names the server's Call ID (section 2.8)."""
         assert self.control is not None
         call_id = self.options.call_id
-        self.control.send(OutgoingCallRequest(call_id=call_id, call_serial_number=os.getpid() & 0xFFFF,
-                                              packet_recv_window_size=RECEIVE_WINDOW))
+        self.control.send(self.pns.place(call_id, serial=os.getpid() & 0xFFFF, window=RECEIVE_WINDOW))
         reply = self.control.expect(
             MessageType.OCRP, self.options.timeout, on_other=self._control_message,
             accept=lambda m: isinstance(m, OutgoingCallReply) and m.peer_call_id == call_id)
         assert isinstance(reply, OutgoingCallReply)
-        if reply.result_code != SUCCESS:
+        if self.pns.receive(reply).kind != "call-up":
             raise RuntimeError(f"OCRP result code {reply.result_code}, error code {reply.error_code}")
         self.server_call_id = reply.call_id
         self.channel = GreChannel(reply.call_id, reply.packet_recv_window_size, time.monotonic())
@@ -217,14 +203,14 @@ class Dialer:
     def _control_message(self, msg: Message) -> None:
         """Messages outside a request/reply pair: Echo (section 2.5), CDN, StopCCRQ."""
         assert self.control is not None
-        if isinstance(msg, EchoRequest):
-            self.control.send(EchoReply(identifier=msg.identifier))
-        elif isinstance(msg, CallDisconnectNotify) and msg.call_id == self.server_call_id:
+        event = self.pns.receive(msg)
+        for reply in event.replies:
+            self.control.send(reply)
+        if isinstance(msg, CallDisconnectNotify) and msg.call_id == self.server_call_id:
             self.call_lost = f"call disconnected by the server (result {msg.result_code})"
-        elif isinstance(msg, StopControlConnectionRequest):
-            self.control.send(StopControlConnectionReply())
+        elif event.kind == "stop-requested":
             self.call_lost = "control connection stopped by the server"
-        else:
+        elif not event.replies:
             emit(event="control-message", type=msg.message_type.name)
 
     def _read_control(self) -> None:
@@ -385,8 +371,8 @@ class Dialer:
             self.pump_until(lambda: self.client.finished, time.monotonic() + wait)
         if self.control is not None and not self.control.closed and self.call_lost is None:
             if self.server_call_id is not None:
-                self._request(CallClearRequest(call_id=self.options.call_id), MessageType.CDN, wait)
-            self._request(StopControlConnectionRequest(), MessageType.STOPCCRP, wait)
+                self._request(self.pns.clear(self.options.call_id), MessageType.CDN, wait)
+            self._request(self.pns.stop(), MessageType.STOPCCRP, wait)
         for closer in (self.control, self.gre, self.tun):
             if closer is not None:
                 closer.close()

@@ -191,7 +191,7 @@ class Lab:
 
     def stop_daemon(self, timeout: float = 15.0) -> tuple[int | None, list[str]]:
         """SIGTERM the daemon; return its exit status and the fixup rules still present."""
-        from fixup.io.netfilter import Commands, leftovers
+        from fixup.io.pat.netfilter import Commands, leftovers
 
         status: int | None = None
         if self.daemon is not None:

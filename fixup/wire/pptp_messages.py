@@ -190,16 +190,11 @@ def text(size: int) -> Any:
 
 
 class _MessageBase:
-    """Behaviour shared by all control messages (no state: the dataclasses carry the fields)."""
+    """The base of every control message: its type (the dataclasses carry the fields; :mod:`fixup.wire.pptp`
+    builds and parses them)."""
 
     __slots__ = ()
     message_type: ClassVar[MessageType]
-
-    def to_bytes(self) -> bytes:
-        """The wire form of this message, the same as ``build_message(self)``."""
-        from fixup.wire.pptp import build_message  # pptp imports this module
-
-        return build_message(self)  # type: ignore[arg-type]
 
 
 # --- control connection management (RFC 2637 sections 2.1 - 2.6) --------------------------

@@ -1,4 +1,4 @@
-"""fixup's RADIUS client (fixup.io.radius_io over fixup.proto.aaa.radius) against the REAL
+"""fixup's RADIUS client (fixup.io.aaa.radius over fixup.proto.aaa.radius) against the REAL
 FreeRADIUS 3.2 (Debian ``freeradius``), started per module with its own configuration
 (tests/interop/freeradius.py): PAP, CHAP, MS-CHAP v1 and v2 built by our PPP authenticators
 from what our lab PPP client sends, the MPPE keys compared with our local verifier's,
@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from fixup.io.radius_io import RadiusIo
+from fixup.io.aaa.radius import RadiusIo
 from fixup.lab.ppp_client_auth import make_auth_peer
-from fixup.policy_aaa import RADIUS, AaaGroup, AaaHost
+from fixup.proto.aaa.config import RADIUS, AaaGroup, AaaHost
 from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP, AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.auth import AUTHENTICATORS, Authenticator
 from fixup.proto.auth.credentials import LocalUsers, VerifyRequest, VerifyResult, verify_locally
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 import freeradius
 from freeradius import FreeRadius
 

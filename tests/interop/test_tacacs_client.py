@@ -1,4 +1,4 @@
-"""fixup's TACACS+ client (fixup.io.tacacs_io) against a server built from the PyPI
+"""fixup's TACACS+ client (fixup.io.aaa.tacacs) against a server built from the PyPI
 ``tacacs_plus`` package's packet classes (tacacs_server.py), over real TCP on 127.0.0.1:
 PAP and CHAP (RFC 8907 section 5.4.2), a wrong key (section 4.5), failover and timeouts."""
 from __future__ import annotations
@@ -12,11 +12,11 @@ from ipaddress import IPv4Address
 import pytest
 from tacacs_server import TacacsTestServer
 
-from fixup.io.tacacs_io import TacacsIo
-from fixup.policy_aaa import TACACS_PLUS, AaaGroup, AaaHost
+from fixup.io.aaa.tacacs import TacacsIo
+from fixup.proto.aaa.config import TACACS_PLUS, AaaGroup, AaaHost
 from fixup.proto.aaa import AuthContext, NasIdentity
 from fixup.proto.auth.credentials import VerifyRequest, VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 
 pytestmark = pytest.mark.interop
 

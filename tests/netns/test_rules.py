@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from fixup.errors import FixupError
-from fixup.io import netfilter
+from fixup.io.pat import netfilter
 from fixup.io.control import request
-from fixup.policy import Policy
+from fixup.policy.loader import Policy
 
 pytestmark = [
     pytest.mark.netns,
@@ -38,10 +38,10 @@ OUTSIDE = "fxbout0"
 OUTSIDE_ADDRESS = "192.0.2.1"
 PAT = IPv4Address("198.51.100.1")
 
-# Used when fixup.proto.tracker does not exist yet: the daemon's shell and rules are what is tested.
+# Used when fixup.proto.pat.tracker does not exist yet: the daemon's shell and rules are what is tested.
 STUB_TRACKER_RUN = """
 import sys, types
-from fixup.proto.verdict import Verdict
+from fixup.proto.pat.verdict import Verdict
 
 class Tracker:
     def __init__(self, config):
@@ -58,9 +58,9 @@ class Tracker:
     def clear(self, now, conn_id=None):
         return 0
 
-module = types.ModuleType("fixup.proto.tracker")
+module = types.ModuleType("fixup.proto.pat.tracker")
 module.Tracker = Tracker
-sys.modules["fixup.proto.tracker"] = module
+sys.modules["fixup.proto.pat.tracker"] = module
 from fixup.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -188,7 +188,7 @@ def test_remove_cleans_chains_altered_by_nft(ns: Namespace) -> None:
 
 def _fixup_run_argv() -> list[str]:
     try:
-        import fixup.proto.tracker  # noqa: F401
+        import fixup.proto.pat.tracker  # noqa: F401
     except ImportError:
         return [sys.executable, "-c", STUB_TRACKER_RUN]
     return [sys.executable, "-m", "fixup.cli"]

@@ -5,9 +5,9 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from fixup.proto.config import Timeouts, TrackerConfig
-from fixup.proto.tracker import Tracker
-from fixup.proto.verdict import Direction, Verdict
+from fixup.proto.pat.config import Timeouts, TrackerConfig
+from fixup.proto.pat.tracker import Tracker
+from fixup.proto.pat.verdict import Direction, Verdict
 from fixup.wire.gre import GreHeader, build_gre
 from fixup.wire.ip import internet_checksum  # noqa: F401 (tests use it)
 from fixup.wire.pptp import build_message

@@ -1,6 +1,6 @@
 """fixup.bench's pure parts: the result document, ratios, targets and table (report), the
 generator's frames (frames), the rate search and CPU split (traffic), the PPTP framing of the
-bulk peers (bulk.MessageBuffer).  No namespaces, no trafgen."""
+bulk peers (their message stream: tests/unit/test_pptp_peer.py).  No namespaces, no trafgen."""
 from __future__ import annotations
 
 import json
@@ -11,13 +11,10 @@ from typing import Any
 import pytest
 
 from fixup.bench import report
-from fixup.bench.bulk import MessageBuffer
 from fixup.bench.frames import gre_frame, parse_mac, ppp_payload, trafgen_config
 from fixup.bench.traffic import cpu_split, search_rate
-from fixup.errors import BadCookie
 from fixup.wire.gre import GreHeader, parse_gre
 from fixup.wire.ip import IPPROTO_GRE, internet_checksum, parse_ipv4
-from fixup.wire.pptp import OutgoingCallReply, StartControlConnectionRequest, build_message
 
 pytestmark = pytest.mark.unit
 
@@ -148,11 +145,11 @@ def test_text_table_is_aligned_and_markdown_has_one_line_per_row() -> None:
 
 # --- profile summary -------------------------------------------------------------------------
 
-PENDING = "<module> (fixup/cli.py:180);process_pending (fixup/io/nfqueue.py:97)"
+PENDING = "<module> (fixup/cli.py:180);process_pending (fixup/io/pat/nfqueue.py:97)"
 COLLAPSED = (
     "<module> (fixup/cli.py:180);run (asyncio/runners.py:118);select (selectors.py:468) 60\n"
-    f"{PENDING};_decide (fixup/io/nfqueue.py:118) 25\n"
-    f"{PENDING};_decide (fixup/io/nfqueue.py:118);handle_packet (fixup/proto/tracker.py:62) 15\n"
+    f"{PENDING};_decide (fixup/io/pat/nfqueue.py:118) 25\n"
+    f"{PENDING};_decide (fixup/io/pat/nfqueue.py:118);handle_packet (fixup/proto/pat/tracker.py:62) 15\n"
 )
 
 
@@ -256,36 +253,6 @@ def test_cpu_split_is_percent_per_field() -> None:
     split = cpu_split(before, after)
     assert split["cpu0"]["user"] == 50.0 and split["cpu0"]["idle"] == 50.0
     assert split["cpu1"]["softirq"] == 100.0
-
-
-# --- bulk peers' framing ---------------------------------------------------------------------------
-
-# 001_78fc8e2d733fd35b.txt line 134: the dumped SCCRQ starts "009c00011a2b3c4d00010000..." (RFC 2637
-# section 2.1: Length 156, PPTP message type 1, magic cookie, control message type 1)
-SEED_SCCRQ_PREFIX = bytes.fromhex("009c00011a2b3c4d0001000001000000000000010000")
-
-
-def test_message_buffer_reassembles_messages_split_anywhere() -> None:
-    sccrq = build_message(StartControlConnectionRequest(framing_capabilities=1, bearer_capabilities=1,
-                                                        firmware_revision=0x870,
-                                                        vendor_string=b"Microsoft Windows NT"))
-    assert sccrq.startswith(SEED_SCCRQ_PREFIX)
-    ocrp = build_message(OutgoingCallReply(call_id=7, peer_call_id=4096, physical_channel_id=4096))
-    stream = sccrq + ocrp
-    buffer = MessageBuffer()
-    seen = []
-    for cut in range(0, len(stream), 7):
-        seen += buffer.feed(stream[cut:cut + 7])
-    assert [type(m).__name__ for m in seen] == ["StartControlConnectionRequest", "OutgoingCallReply"]
-    assert seen[1].physical_channel_id == 4096
-    assert not buffer.data
-
-
-def test_message_buffer_raises_bad_input_for_a_bad_cookie() -> None:
-    bad = bytearray(SEED_SCCRQ_PREFIX)
-    bad[4:8] = b"\xde\xad\xbe\xef"
-    with pytest.raises(BadCookie):
-        MessageBuffer().feed(bytes(bad))
 
 
 def test_generator_bound_figures_are_shown_as_lower_bounds() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixup.proto.gre_channel import GreChannel
+from fixup.proto.vpdn.gre_channel import GreChannel
 from fixup.wire.gre import parse_gre
 
 pytestmark = pytest.mark.unit

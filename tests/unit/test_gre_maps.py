@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from fixup.io.gre_maps import GreMaps, add_commands
-from fixup.proto.verdict import Event
+from fixup.io.pat.gre_maps import GreMaps, add_commands
+from fixup.proto.events import Event
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fixup.io.control import dispatch
-from fixup.io.nfqueue import QueueShell
-from fixup.proto.verdict import Direction, Verdict
+from fixup.io.pat.nfqueue import QueueShell
+from fixup.proto.pat.verdict import Direction, Verdict
 from tests.unit.flows import IN, OUT, PAT, SERVER, gre, tracker
 
 pytestmark = pytest.mark.unit

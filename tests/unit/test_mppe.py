@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fixup.errors import BadMppe
 from fixup.proto.auth.crypto import initial_session_key
-from fixup.proto.mppe import MppeEngine, MppeOutOfSync
+from fixup.proto.ppp.mppe import MppeEngine, MppeOutOfSync
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Pure tests of the generated netfilter rules (fixup.io.netfilter): no command is run for real."""
+"""Pure tests of the generated netfilter rules (fixup.io.pat.netfilter): no command is run for real."""
 from __future__ import annotations
 
 import subprocess
@@ -8,9 +8,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from fixup.errors import SetupError
-from fixup.io import netfilter
-from fixup.io.netfilter import Capabilities, Commands, RuleSet, build_ruleset, nft_script, xtables_commands
-from fixup.policy import Policy
+from fixup.io.pat import netfilter
+from fixup.io.pat.netfilter import Capabilities, Commands, RuleSet, build_ruleset, nft_script, xtables_commands
+from fixup.policy.loader import Policy
 
 pytestmark = pytest.mark.unit
 

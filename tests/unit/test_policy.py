@@ -8,8 +8,8 @@ from textwrap import dedent
 import pytest
 
 from fixup.errors import PolicyError
-from fixup.policy import Policy, load_policy, parse_policy
-from fixup.proto.config import Timeouts, TrackerConfig
+from fixup.policy.loader import Policy, load_policy, parse_policy
+from fixup.proto.pat.config import Timeouts, TrackerConfig
 
 pytestmark = pytest.mark.unit
 

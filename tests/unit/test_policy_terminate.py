@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from fixup.errors import PolicyError
-from fixup.policy import parse_policy
+from fixup.policy.loader import parse_policy
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from fixup.lab.ppp_client import MPPE_WITHOUT_KEYS, NO_COMMON_AUTH, PppClient
 from fixup.lab.ppp_client_auth import AUTH_FAILED, MUTUAL_AUTH_FAILED
 from fixup.lab.ppp_client_layers import MPPE_REFUSED
 from fixup.proto.auth import AUTHENTICATORS, Authenticator, LocalUsers, verify_locally
-from fixup.proto.mppe import MppeEngine, MppeOutOfSync
+from fixup.proto.ppp.mppe import MppeEngine, MppeOutOfSync
 from fixup.proto.ppp.ccp import MPPE_H, MPPE_L, MPPE_S, Ccp, CcpPolicy, MppeResult
 from fixup.proto.ppp.fsm import State
 from fixup.proto.ppp.ipcp import Ipcp, IpcpConfig

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixup.proto.pptp_server import PptpServerConnection, ServerConfig, ServerState
+from fixup.proto.vpdn.pptp_server import PptpServerConnection, ServerConfig, ServerState
 from fixup.wire import pptp_messages as m
 from fixup.wire.pptp import build_message, parse_header, parse_message
 

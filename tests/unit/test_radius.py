@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pyrad import packet as rp
 
-from fixup.io.radius_io import RadiusIo
+from fixup.io.aaa.radius import RadiusIo
 from fixup.lab.ppp_client_auth import MsChapV1Peer, MsChapV2Peer
-from fixup.policy_aaa import RADIUS, AaaGroup, AaaHost
+from fixup.proto.aaa.config import RADIUS, AaaGroup, AaaHost
 from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP, AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.aaa.radius import IDENTIFIERS, RadiusClient
 from fixup.proto.aaa.radius_attributes import (

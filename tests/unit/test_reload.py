@@ -9,9 +9,9 @@ import pytest
 
 from fixup.errors import PolicyError
 from fixup.lab.ppp_client import PppClient
-from fixup.policy import parse_policy
-from fixup.policy_reload import plan_reload
-from fixup.proto.terminate import TerminateServer
+from fixup.policy.loader import parse_policy
+from fixup.policy.reload import plan_reload
+from fixup.proto.vpdn.terminate import TerminateServer
 from tests.unit.test_terminate import LOCAL, Dialer, dial, policy
 
 pytestmark = pytest.mark.unit

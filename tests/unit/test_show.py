@@ -1,10 +1,10 @@
-"""fixup.io.show: PIX-like tables of a literal tracker snapshot (the shape documented for
+"""fixup.io.pat.show: PIX-like tables of a literal tracker snapshot (the shape documented for
 Tracker.snapshot); no daemon involved."""
 from __future__ import annotations
 
 import pytest
 
-from fixup.io.show import duration, format_counters, format_snapshot
+from fixup.io.pat.show import duration, format_counters, format_snapshot
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixup.io.show_vpdn import format_vpdn
+from fixup.io.vpdn.show import format_vpdn
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +37,7 @@ def test_empty():
 
 
 def test_show_aaa_server_lists_every_host_with_its_counters():
-    from fixup.io.show_vpdn import format_aaa
+    from fixup.io.vpdn.show import format_aaa
 
     text = format_aaa({"AuthInbound": {"protocol": "radius", "hosts": [
         {"address": "10.1.1.5", "port": 1812, "requests": 4, "timeouts": 1},

@@ -18,7 +18,7 @@ from tacacs_plus.authentication import (
 from tacacs_plus.packet import TACACSHeader, TACACSPacket, crypt
 
 from fixup.errors import BadInput, BadLength, BadValue, Truncated
-from fixup.policy_aaa import TACACS_PLUS, AaaGroup, AaaHost
+from fixup.proto.aaa.config import TACACS_PLUS, AaaGroup, AaaHost
 from fixup.proto.aaa import AuthContext, NasIdentity
 from fixup.proto.aaa.tacacs import TacacsClient
 from fixup.proto.auth.credentials import FAILED_MESSAGE, VerifyRequest

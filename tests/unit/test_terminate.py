@@ -9,9 +9,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from fixup.lab.ppp_client import PppClient
-from fixup.policy import parse_policy
-from fixup.proto.gre_channel import GreChannel
-from fixup.proto.terminate import TerminateServer
+from fixup.policy.loader import parse_policy
+from fixup.proto.vpdn.gre_channel import GreChannel
+from fixup.proto.vpdn.terminate import TerminateServer
 from fixup.wire import pptp_messages as m
 from fixup.wire.gre import parse_gre
 from fixup.wire.ip import internet_checksum

@@ -12,10 +12,10 @@ from ipaddress import IPv4Address
 import pytest
 
 from fixup.lab.ppp_client import PppClient
-from fixup.policy import parse_policy
+from fixup.policy.loader import parse_policy
 from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP
 from fixup.proto.auth import LocalUsers, VerifyResult, verify_locally
-from fixup.proto.terminate import TerminateServer
+from fixup.proto.vpdn.terminate import TerminateServer
 from fixup.wire import pptp_messages as m
 from tests.unit.test_terminate import CLIENT, INSIDE_HOST, LOCAL, Dialer, dial, ipv4, messages
 

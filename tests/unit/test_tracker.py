@@ -6,6 +6,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from fixup.wire import pptp_messages as m
+from fixup.wire.pptp import build_message
 from tests.unit.flows import ACK, FIN, IN, OUT, PAT, RST, SERVER, Flow, call_id_at, gre, tracker
 
 pytestmark = pytest.mark.unit
@@ -78,12 +79,12 @@ def test_retransmitted_segment_is_rewritten_identically():
     flow = established(t, CLIENTS[0])
     start = flow.cseq
     first = flow.message(OUT, m.OutgoingCallRequest(call_id=0))
-    again = flow.send(OUT, m.OutgoingCallRequest(call_id=0).to_bytes(), seq=start)
+    again = flow.send(OUT, build_message(m.OutgoingCallRequest(call_id=0)), seq=start)
     assert again.accept and again.packet is not None
     assert again.packet[40:] == first
     # overlapping: bytes 10.. of the OCRQ again (they hold the Call ID) plus a new SLI
-    sli = m.SetLinkInfo(peer_call_id=5).to_bytes()
-    v = flow.send(OUT, m.OutgoingCallRequest(call_id=0).to_bytes()[10:] + sli, seq=start + 10)
+    sli = build_message(m.SetLinkInfo(peer_call_id=5))
+    v = flow.send(OUT, build_message(m.OutgoingCallRequest(call_id=0))[10:] + sli, seq=start + 10)
     assert v.accept and v.packet is not None
     assert v.packet[40:40 + len(first) - 10] == first[10:]
 
@@ -101,7 +102,7 @@ def test_retransmitted_ocrq_keeps_its_translated_id():
 def test_segment_after_a_gap_is_dropped_and_far_away_data_left_alone():
     t = tracker()
     flow = established(t, CLIENTS[0])
-    data = m.OutgoingCallRequest(call_id=0).to_bytes()
+    data = build_message(m.OutgoingCallRequest(call_id=0))
     assert not flow.send(OUT, data[20:], seq=flow.cseq + 20).accept
     assert t.snapshot(1.0)["drops"]["out-of-order"] == 1
     far = flow.send(OUT, data, seq=flow.cseq + 2**31 + 5)
@@ -228,7 +229,7 @@ def test_call_messages_before_sccrp_are_not_tracked():
     flow = Flow(t, CLIENTS[0]).open()
     flow.message(OUT, m.StartControlConnectionRequest())
     passed = flow.message(OUT, m.OutgoingCallRequest(call_id=0))
-    assert passed == m.OutgoingCallRequest(call_id=0).to_bytes()
+    assert passed == build_message(m.OutgoingCallRequest(call_id=0))
     assert t.snapshot(1.0)["calls"] == []
 
 
@@ -257,7 +258,7 @@ def test_exhausted_call_ids_drop_the_segment_until_one_is_free():
         assert space.allocate(10_000 + i // 256, i % 256) is not None
     flow = established(t, CLIENTS[0])
     start = flow.cseq
-    data = m.OutgoingCallRequest(call_id=0).to_bytes()
+    data = build_message(m.OutgoingCallRequest(call_id=0))
     assert flow.send(OUT, data[:12], seq=start).accept  # header only: nothing to allocate yet
     v = flow.send(OUT, data[12:], seq=start + 12)
     assert not v.accept and v.reason == "no-free-call-id"
@@ -336,7 +337,7 @@ def test_random_payloads_inside_established_connections_never_raise():
         direction = rng.choice([IN, OUT])
         payload = rng.randbytes(rng.randrange(1, 60))
         if rng.random() < 0.3:  # a plausible header with random rest
-            payload = m.CallDisconnectNotify(call_id=rng.randrange(65536)).to_bytes()[:rng.randrange(1, 148)]
+            payload = build_message(m.CallDisconnectNotify(call_id=rng.randrange(65536)))[:rng.randrange(1, 148)]
         seq = None if rng.random() < 0.8 else rng.randrange(2**32)
         v = flow.send(direction, payload, seq=seq)
         assert isinstance(v.accept, bool)

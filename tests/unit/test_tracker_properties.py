@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixup.proto.callids import CallIdSpace
+from fixup.proto.pat.callids import CallIdSpace
 from fixup.wire import pptp_messages as m
 from tests.unit.flows import IN, OUT, Flow, tracker
 

@@ -168,7 +168,7 @@ def test_message_lengths_are_rfc_2637_section_2() -> None:
 
 @pytest.mark.parametrize("message_type", list(MessageType))
 def test_default_message_has_its_length_and_type(message_type: MessageType) -> None:
-    wire = MESSAGE_CLASSES[message_type]().to_bytes()
+    wire = build_message(MESSAGE_CLASSES[message_type]())
     assert len(wire) == MESSAGE_LENGTHS[message_type]
     assert parse_header(wire) == Header(MESSAGE_LENGTHS[message_type], message_type)
     assert wire[2:4] == b"\x00\x01" and wire[4:8] == bytes.fromhex("1a2b3c4d") and wire[10:12] == b"\0\0"

@@ -4,7 +4,7 @@ aaa AuthInbound`` (seed 001).
 
 Shared records live here; the protocol clients are :mod:`fixup.proto.aaa.radius` and
 :mod:`fixup.proto.aaa.tacacs` (sans-I/O: datagrams / stream bytes in and out, ``now`` for every
-timer), their sockets in :mod:`fixup.io.radius_io` and :mod:`fixup.io.tacacs_io`.
+timer), their sockets in :mod:`fixup.io.aaa.radius` and :mod:`fixup.io.aaa.tacacs`.
 """
 from __future__ import annotations
 

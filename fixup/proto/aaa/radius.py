@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from pyrad import packet as rp
 
-from fixup.policy_aaa import RADIUS, AaaGroup, AaaHost
+from fixup.proto.aaa.config import RADIUS, AaaGroup, AaaHost
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.aaa.radius_attributes import (
     BadRadius,
@@ -44,7 +44,7 @@ from fixup.proto.aaa.radius_attributes import (
     encode,
 )
 from fixup.proto.auth.credentials import VerifyRequest, VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 
 AUTH: Final = "authentication"
 ACCT: Final = "accounting"

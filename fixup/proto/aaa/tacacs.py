@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fixup.errors import BadInput
-from fixup.policy_aaa import AaaGroup, AaaHost
+from fixup.proto.aaa.config import AaaGroup, AaaHost
 from fixup.proto.aaa import AuthContext, NasIdentity
 from fixup.proto.auth.credentials import CHAP_MD5, FAILED_MESSAGE, PAP, VerifyRequest, VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 from fixup.wire import tacacs as wire
 from fixup.wire.tacacs import AuthenReply, Status
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from fixup.errors import BadInput
 from fixup.proto.auth import AUTHENTICATORS, MSCHAP_V1, MSCHAP_V2, PAP, Authenticator, VerifyRequest, VerifyResult
-from fixup.proto.mppe import MppeEngine
+from fixup.proto.ppp.mppe import MppeEngine
 from fixup.proto.ppp.ccp import Ccp, CcpPolicy
 from fixup.proto.ppp.fsm import State
 from fixup.proto.ppp.ipcp import Ipcp, IpcpConfig

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.vpdn.config import TerminatePolicy
 from fixup.proto.ppp.ccp import CcpPolicy
 from fixup.proto.ppp.ipcp import IpcpConfig
 from fixup.proto.ppp.lcp import LcpConfig

@@ -1,4 +1,4 @@
-"""What the pure tracker answers for one packet, and the events it reports."""
+"""What the pure PAT tracker answers for one packet (its events are :class:`fixup.proto.events.Event`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,17 +29,3 @@ ACCEPT = Verdict(True)
 
 def drop(reason: str) -> Verdict:
     return Verdict(False, None, reason)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something an operator may want logged; ``kind`` is a stable token
-    (``control-open``, ``control-close``, ``call-up``, ``call-down``, ``protocol-error`` ...),
-    ``text`` a one-line human description, ``data`` JSON-able details."""
-
-    kind: str
-    text: str
-    data: dict
-
-    def __str__(self) -> str:
-        return self.text

@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from fixup.proto.stream import StreamDirection
-from fixup.proto.tables import CallState, ControlState
-from fixup.proto.verdict import Direction
+from fixup.proto.pat.stream import StreamDirection
+from fixup.proto.pat.tables import CallState, ControlState
+from fixup.proto.pat.verdict import Direction
 
 if TYPE_CHECKING:
-    from fixup.proto.callids import CallIdSpace
-    from fixup.proto.framer import MessageFramer
+    from fixup.proto.pat.callids import CallIdSpace
+    from fixup.proto.pat.framer import MessageFramer
 
 ConnKey = tuple[bytes, int, bytes, int]  # client address, client port, server address, server port
 

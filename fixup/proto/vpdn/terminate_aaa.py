@@ -1,7 +1,7 @@
 """AAA bookkeeping of terminated calls, pure: what to ask the AAA server, what to make of its
 answer, when a session must end, and the accounting records (RFC 2865, RFC 2866, RFC 2869).
 
-:class:`fixup.proto.terminate.TerminateServer` owns one :class:`CallAaa` per call and asks this
+:class:`fixup.proto.vpdn.terminate.TerminateServer` owns one :class:`CallAaa` per call and asks this
 module; the RADIUS / TACACS+ clients themselves are elsewhere (:mod:`fixup.proto.aaa`).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Callable
 
-from fixup.policy_aaa import RADIUS, TerminateAaa
+from fixup.proto.aaa.config import RADIUS, TerminateAaa
 from fixup.proto.aaa import ACCT_INTERIM, ACCT_START, ACCT_STOP, AccountingRecord, AuthContext
 from fixup.proto.auth import MSCHAP_V1, MSCHAP_V2, VerifyRequest, VerifyResult
 from fixup.proto.ppp.session import MPPE_REQUIRED_NOT_ACTIVE, PppSession

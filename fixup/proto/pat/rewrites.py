@@ -9,16 +9,16 @@ Which fields (RFC 2637 section 2; offsets in :data:`fixup.wire.pptp.CALL_ID_FIEL
 * inbound CDN Call ID: RFC 2637 section 2.13 puts the sender's own ID there, some servers put
   the client's: :class:`DisconnectCallId` tells them apart.
 
-The server's own Call IDs are never changed.  See :mod:`fixup.proto.callids` for why the high
+The server's own Call IDs are never changed.  See :mod:`fixup.proto.pat.callids` for why the high
 byte can always be decided before the low byte is seen.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from fixup.proto.callids import CallIdSpace
-from fixup.proto.framer import CallIdsExhausted, FieldRewrite, Plan
-from fixup.proto.verdict import Direction
+from fixup.proto.pat.callids import CallIdSpace
+from fixup.proto.pat.framer import CallIdsExhausted, FieldRewrite, Plan
+from fixup.proto.pat.verdict import Direction
 from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, MessageType
 
 ALLOCATING = frozenset({MessageType.OCRQ, MessageType.ICRQ, MessageType.OCRP, MessageType.ICRP})

@@ -1,5 +1,5 @@
 """I/O for local PPTP termination: the TCP 1723 listener, a raw GRE socket and the TUN device
-around the pure :class:`fixup.proto.terminate.TerminateServer`, in the daemon's event loop."""
+around the pure :class:`fixup.proto.vpdn.terminate.TerminateServer`, in the daemon's event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -11,12 +11,12 @@ from ipaddress import IPv4Address
 from typing import Any, Callable
 
 from fixup.errors import SetupError
-from fixup.io.aaa_io import AaaIo
-from fixup.io.tun import TunDevice
-from fixup.policy_terminate import TerminatePolicy
+from fixup.io.aaa.groups import AaaIo
+from fixup.io.vpdn.tun import TunDevice
+from fixup.proto.vpdn.config import TerminatePolicy
 from fixup.proto.auth import VerifyResult
-from fixup.proto.terminate import TerminateServer
-from fixup.proto.terminate_aaa import STOPPING
+from fixup.proto.vpdn.terminate import TerminateServer
+from fixup.proto.vpdn.terminate_aaa import STOPPING
 
 log = logging.getLogger("fixup.vpdn")
 
@@ -96,7 +96,7 @@ class TerminateIo:
 
     async def reload(self, policy: TerminatePolicy) -> None:
         """A reloaded ``terminate`` section (listen and local address unchanged, see
-        :mod:`fixup.policy_reload`): new sessions get the new settings, live ones go on.  New AAA
+        :mod:`fixup.policy.reload`): new sessions get the new settings, live ones go on.  New AAA
         groups start before the old ones retire; the old ones still answer what they were asked
         (for as long as their hosts' timeouts and retries allow) and then stop."""
         old, self.policy = self.policy, policy

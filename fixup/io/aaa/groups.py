@@ -1,6 +1,6 @@
 """The AAA server groups of a ``terminate`` policy, in the daemon's event loop: one driver per
-group (RADIUS over UDP, :mod:`fixup.io.radius_io`; TACACS+ over TCP, :mod:`fixup.io.tacacs_io`)
-between :class:`fixup.proto.terminate.TerminateServer` and the servers."""
+group (RADIUS over UDP, :mod:`fixup.io.aaa.radius`; TACACS+ over TCP, :mod:`fixup.io.aaa.tacacs`)
+between :class:`fixup.proto.vpdn.terminate.TerminateServer` and the servers."""
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +9,10 @@ import socket
 from ipaddress import IPv4Address
 from typing import Any, Callable, Hashable, Protocol
 
-from fixup.policy_aaa import RADIUS, AaaGroup, TerminateAaa
+from fixup.proto.aaa.config import RADIUS, AaaGroup, TerminateAaa
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.auth import VerifyRequest, VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 
 log = logging.getLogger("fixup.aaa")
 
@@ -40,10 +40,10 @@ class GroupDriver(Protocol):
 def _driver(group: AaaGroup, nas: NasIdentity, on_result: Callable[[Hashable, VerifyResult], None],
             on_event: Callable[[Event], None]) -> GroupDriver:
     if group.protocol == RADIUS:
-        from fixup.io.radius_io import RadiusIo
+        from fixup.io.aaa.radius import RadiusIo
 
         return RadiusIo(group, nas, on_result=on_result, on_event=on_event)
-    from fixup.io.tacacs_io import TacacsIo
+    from fixup.io.aaa.tacacs import TacacsIo
 
     return TacacsIo(group, nas, on_result=on_result, on_event=on_event)
 

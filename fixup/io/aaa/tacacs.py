@@ -14,12 +14,12 @@ import socket
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from fixup.io.aaa_driver import ClientDriver
-from fixup.policy_aaa import AaaGroup
+from fixup.io.aaa.driver import ClientDriver
+from fixup.proto.aaa.config import AaaGroup
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.aaa.tacacs import TacacsClient
 from fixup.proto.auth.credentials import VerifyRequest, VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 
 log = logging.getLogger("fixup.aaa")
 

@@ -1,4 +1,4 @@
-"""What a reload may change: the old and the new :class:`~fixup.policy.Policy` compared key by key
+"""What a reload may change: the old and the new :class:`~fixup.policy.loader.Policy` compared key by key
 (pure).  ``fixup reload`` / SIGHUP apply what :func:`plan_reload` allows and refuse, with the
 key and the reason, what only a restart can change (issue 12: interfaces, PAT address, GRE mode,
 queue, control socket, where PPTP is accepted).
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fixup.errors import PolicyError
 
 if TYPE_CHECKING:
-    from fixup.policy import Policy
+    from fixup.policy.loader import Policy
 
 # Policy field -> the policy key an operator writes, for fields only a restart can change.
 RESTART_ONLY = {

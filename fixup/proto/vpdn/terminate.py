@@ -14,16 +14,16 @@ from ipaddress import IPv4Address
 from typing import Callable
 
 from fixup.errors import BadInput
-from fixup.policy_terminate import TerminatePolicy
+from fixup.proto.vpdn.config import TerminatePolicy
 from fixup.proto.aaa import AccountingRecord, AuthContext
 from fixup.proto.auth import LocalUsers, VerifyRequest, VerifyResult, verify_locally
-from fixup.proto.gre_channel import GreChannel
-from fixup.proto.pool import AddressPool
-from fixup.proto.pptp_server import PptpServerConnection, ServerConfig, ServerEvent
+from fixup.proto.vpdn.gre_channel import GreChannel
+from fixup.proto.vpdn.pool import AddressPool
+from fixup.proto.vpdn.pptp_server import PptpServerConnection, ServerConfig, ServerEvent
 from fixup.proto.ppp.session import PppSession, SessionConfig
-from fixup.proto.terminate_aaa import OPERATOR, AaaBook, CallAaa
-from fixup.proto.terminate_config import session_config
-from fixup.proto.verdict import Event
+from fixup.proto.vpdn.terminate_aaa import OPERATOR, AaaBook, CallAaa
+from fixup.proto.vpdn.terminate_config import session_config
+from fixup.proto.events import Event
 from fixup.wire import pptp_messages as m
 from fixup.wire.gre import parse_gre
 

@@ -1,20 +1,19 @@
 """The ``terminate`` policy section: local PPTP dial-in, like PIX ``vpdn group 1 accept dialin pptp``.
 
-Parsed with the same line-aware checks as the rest of the policy (:mod:`fixup.policy`); pure.
+Parsed with the same line-aware checks as the rest of the policy (:mod:`fixup.policy.loader`); pure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fixup.policy_aaa import AaaGroup, TerminateAaa, parse_terminate_aaa
-
-if TYPE_CHECKING:
-    from fixup.policy import _Parser
+from fixup.policy.aaa import parse_terminate_aaa
+from fixup.policy.parser import Parser
+from fixup.proto.aaa.config import AaaGroup
+from fixup.proto.vpdn.config import DEFAULT_MAX_SESSIONS, Encryption, TerminatePolicy
 
 AUTH_METHODS = ("pap", "chap", "mschap", "mschap-v2")  # vpdn group 1 ppp authentication ...
 MSCHAP_METHODS = frozenset({"mschap", "mschap-v2"})
@@ -23,41 +22,9 @@ TERMINATE_KEYS = ("listen", "local_address", "authentication", "encryption", "po
                   "max_sessions", "aaa")
 ENCRYPTION_KEYS = ("mppe", "required", "stateless")
 STATELESS_MODES = ("auto", "always", "never")
-DEFAULT_MAX_SESSIONS = 127  # PIX 6.x: 128 sockets, one of them the listener
 
 
-@dataclass(frozen=True, slots=True)
-class Encryption:
-    """``mppe``: none | 40 | 128 | auto; ``required``: end the call when the client will not
-    encrypt (seed: "mppe required but not active"); ``stateless``: RFC 3078 H bit policy."""
-
-    mppe: str = "none"
-    required: bool = False
-    stateless: str = "auto"
-
-
-@dataclass(frozen=True, slots=True)
-class TerminatePolicy:
-    """A validated ``terminate`` section."""
-
-    listen_address: IPv4Address | None
-    listen_interface: str | None
-    local_address: IPv4Address | None  # our end of every PPP link; default: the listen address
-    authentication: tuple[str, ...]
-    encryption: Encryption
-    pool: tuple[IPv4Address, IPv4Address]
-    dns: tuple[IPv4Address, ...] = ()
-    wins: tuple[IPv4Address, ...] = ()
-    users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    max_sessions: int = DEFAULT_MAX_SESSIONS
-    aaa: TerminateAaa = TerminateAaa()
-
-    @property
-    def pool_size(self) -> int:
-        return int(self.pool[1]) - int(self.pool[0]) + 1
-
-
-def parse_terminate(p: _Parser, node: Node | None, groups: Mapping[str, AaaGroup]) -> TerminatePolicy | None:
+def parse_terminate(p: Parser, node: Node | None, groups: Mapping[str, AaaGroup]) -> TerminatePolicy | None:
     """``terminate:``; absent or empty = no local termination.  ``groups``: the ``aaa`` section."""
     if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
         return None
@@ -87,14 +54,14 @@ def parse_terminate(p: _Parser, node: Node | None, groups: Mapping[str, AaaGroup
     )
 
 
-def _listen(p: _Parser, node: Node) -> tuple[IPv4Address | None, str | None]:
+def _listen(p: Parser, node: Node) -> tuple[IPv4Address | None, str | None]:
     text = p.scalar_text(node, "terminate.listen", "an IPv4 address or an interface name")
     if text[:1].isdigit():
         return p.pat_address(node, "terminate.listen"), None
     return None, p.interface(node, "terminate.listen")
 
 
-def _methods(p: _Parser, node: Node, key: str) -> tuple[str, ...]:
+def _methods(p: Parser, node: Node, key: str) -> tuple[str, ...]:
     items = node.value if isinstance(node, SequenceNode) else [node]
     methods: list[str] = []
     for index, item in enumerate(items):
@@ -107,7 +74,7 @@ def _methods(p: _Parser, node: Node, key: str) -> tuple[str, ...]:
     return tuple(methods)
 
 
-def _encryption(p: _Parser, node: Node | None, methods: tuple[str, ...]) -> Encryption:
+def _encryption(p: Parser, node: Node | None, methods: tuple[str, ...]) -> Encryption:
     e = p.section(node, "terminate.encryption", ENCRYPTION_KEYS)
     mppe = p.optional(e, "mppe", "terminate.encryption", lambda n, k: p.choice(n, k, MPPE_MODES, lower=True), "none")
     required = p.optional(e, "required", "terminate.encryption", lambda n, k: _boolean(p, n, k), False)
@@ -121,14 +88,14 @@ def _encryption(p: _Parser, node: Node | None, methods: tuple[str, ...]) -> Encr
                                            lambda n, k: p.choice(n, k, STATELESS_MODES, lower=True), "auto"))
 
 
-def _boolean(p: _Parser, node: Node, key: str) -> bool:
+def _boolean(p: Parser, node: Node, key: str) -> bool:
     if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
         return node.value.lower() in ("true", "yes", "on")
     p.fail(f"expected true or false, got {node.value!r}" if isinstance(node, ScalarNode) else "expected true or false",
            key, node)
 
 
-def _pool(p: _Parser, node: Node, key: str) -> tuple[IPv4Address, IPv4Address]:
+def _pool(p: Parser, node: Node, key: str) -> tuple[IPv4Address, IPv4Address]:
     """``ip local pool NAME first-last``."""
     text = p.scalar_text(node, key, "an address range first-last")
     first_text, _, last_text = text.partition("-")
@@ -141,14 +108,14 @@ def _pool(p: _Parser, node: Node, key: str) -> tuple[IPv4Address, IPv4Address]:
     return first, last
 
 
-def _addresses(p: _Parser, node: Node, key: str, most: int) -> tuple[IPv4Address, ...]:
+def _addresses(p: Parser, node: Node, key: str, most: int) -> tuple[IPv4Address, ...]:
     items = node.value if isinstance(node, SequenceNode) else [node]
     if len(items) > most:
         p.fail(f"at most {most} addresses (primary, secondary: RFC 1877)", key, node)
     return tuple(p.pat_address(item, f"{key}[{i}]") for i, item in enumerate(items))
 
 
-def _users(p: _Parser, node: Node, key: str) -> dict[str, str]:
+def _users(p: Parser, node: Node, key: str) -> dict[str, str]:
     """``vpdn username NAME password SECRET``, as a mapping."""
     if not isinstance(node, MappingNode):
         p.fail("expected a mapping of user name to password", key, node)

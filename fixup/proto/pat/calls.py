@@ -1,15 +1,16 @@
 """Call tracking: which call a call-management message is about, and what it does to it
-(RFC 2637 sections 2.7-2.15, via :data:`fixup.proto.tables.CALL_TRANSITIONS`)."""
+(RFC 2637 sections 2.7-2.15, via :data:`fixup.proto.pat.tables.CALL_TRANSITIONS`)."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address
 from typing import Callable
 
-from fixup.proto.callids import CallIdSpace
-from fixup.proto.config import Timeouts
-from fixup.proto.model import Call, Connection
-from fixup.proto.tables import CALL_TRANSITIONS, CallAction, CallEvent, CallState
-from fixup.proto.verdict import Direction, Event
+from fixup.proto.pat.callids import CallIdSpace
+from fixup.proto.pat.config import Timeouts
+from fixup.proto.pat.model import Call, Connection
+from fixup.proto.pat.tables import CALL_TRANSITIONS, CallAction, CallEvent, CallState
+from fixup.proto.events import Event
+from fixup.proto.pat.verdict import Direction
 from fixup.wire import pptp_messages as m
 from fixup.wire.pptp import MessageType
 

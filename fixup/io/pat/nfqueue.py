@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fixup.errors import SetupError
-from fixup.proto.verdict import Direction, Verdict
+from fixup.proto.pat.verdict import Direction, Verdict
 
 log = logging.getLogger("fixup.nfqueue")
 
@@ -22,7 +22,7 @@ ERROR_LOG_INTERVAL = 10.0
 
 
 class PacketTracker(Protocol):
-    """The part of :class:`fixup.proto.tracker.Tracker` the shell uses."""
+    """The part of :class:`fixup.proto.pat.tracker.Tracker` the shell uses."""
 
     def handle_packet(self, packet: bytes, direction: Direction, now: float) -> Verdict: ...
 

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from fixup.policy_aaa import AaaGroup
+from fixup.proto.aaa.config import AaaGroup
 from fixup.proto.auth.credentials import VerifyResult
-from fixup.proto.verdict import Event
+from fixup.proto.events import Event
 
 log = logging.getLogger("fixup.aaa")
 
@@ -30,7 +30,7 @@ class PureClient(Protocol):
 
 
 class ClientDriver:
-    """Base of :class:`fixup.io.radius_io.RadiusIo` and :class:`fixup.io.tacacs_io.TacacsIo`.
+    """Base of :class:`fixup.io.aaa.radius.RadiusIo` and :class:`fixup.io.aaa.tacacs.TacacsIo`.
     ``on_result`` gets (token, result), never from inside a request call; ``on_event`` gets the
     client's events (the owner logs them)."""
 

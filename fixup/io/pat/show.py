@@ -1,6 +1,6 @@
 """PIX-like text tables of a tracker snapshot (pure: dict in, text out).
 
-The snapshot shape is :meth:`fixup.proto.tracker.Tracker.snapshot`'s; missing keys show as
+The snapshot shape is :meth:`fixup.proto.pat.tracker.Tracker.snapshot`'s; missing keys show as
 ``-`` so an older or newer daemon still prints something sensible.
 """
 from __future__ import annotations

@@ -3,50 +3,24 @@
 timeout 5`` (seed 001).  Pure."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Mapping
+from typing import Mapping
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-if TYPE_CHECKING:
-    from fixup.policy import _Parser
-
-RADIUS: Final = "radius"
-TACACS_PLUS: Final = "tacacs+"
-PROTOCOLS: Final = (RADIUS, TACACS_PLUS)
-DEFAULT_PORTS: Final = {RADIUS: 1812, TACACS_PLUS: 49}  # RFC 2865 section 3, RFC 8907 section 4.1
-DEFAULT_TIMEOUT: Final = 5.0  # seconds per try (PIX default)
-DEFAULT_RETRIES: Final = 3  # tries per host after the first
-
-
-@dataclass(frozen=True, slots=True)
-class AaaHost:
-    """One server of a group.  ``timeout``: seconds to wait for each answer; ``retries``: how
-    many times a request is sent again to this host before the next host is tried.
-    ``accounting_port``: RADIUS accounting (RFC 2866 section 3: 1813, default port + 1)."""
-
-    address: IPv4Address
-    port: int
-    secret: bytes
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    accounting_port: int = 0  # 0 for TACACS+
-
-    @property
-    def label(self) -> str:
-        return f"{self.address}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class AaaGroup:
-    """A named group; hosts are tried in order (failover), the first that answers wins."""
-
-    name: str
-    protocol: str  # RADIUS or TACACS_PLUS
-    hosts: tuple[AaaHost, ...]
-
+from fixup.policy.parser import Parser
+from fixup.proto.aaa.config import (
+    DEFAULT_PORTS,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    PROTOCOLS,
+    RADIUS,
+    TACACS_PLUS,
+    AaaGroup,
+    AaaHost,
+    TerminateAaa,
+)
 
 # -- parsing (the ``aaa`` section and ``terminate.aaa``) ------------------------------------------
 
@@ -57,18 +31,7 @@ TACACS_METHODS = ("pap", "chap")  # RFC 8907 section 5.4.2: what a NAS can hand 
 MAX_RETRIES = 10
 
 
-@dataclass(frozen=True, slots=True)
-class TerminateAaa:
-    """``terminate.aaa``: PIX ``vpdn group 1 client authentication aaa GROUP`` and
-    ``vpdn group 1 client accounting GROUP``; ``interim_interval``: seconds between
-    Interim-Update records when the server sends no Acct-Interim-Interval (None: none)."""
-
-    authentication: AaaGroup | None = None
-    accounting: AaaGroup | None = None
-    interim_interval: float | None = None
-
-
-def parse_aaa(p: _Parser, node: Node | None) -> Mapping[str, AaaGroup]:
+def parse_aaa(p: Parser, node: Node | None) -> Mapping[str, AaaGroup]:
     """``aaa: {NAME: {protocol, hosts: [...]}, ...}`` (PIX ``aaa-server NAME protocol ...``)."""
     if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
         return MappingProxyType({})
@@ -79,7 +42,7 @@ def parse_aaa(p: _Parser, node: Node | None) -> Mapping[str, AaaGroup]:
     return MappingProxyType({name: _group(p, name, value) for name, value in entries.items()})
 
 
-def _group(p: _Parser, name: str, node: Node) -> AaaGroup:
+def _group(p: Parser, name: str, node: Node) -> AaaGroup:
     key = f"aaa.{name}"
     g = p.section(node, key, AAA_GROUP_KEYS)
     for required in AAA_GROUP_KEYS:
@@ -100,7 +63,7 @@ def _group(p: _Parser, name: str, node: Node) -> AaaGroup:
     return AaaGroup(name, protocol, hosts)
 
 
-def _host(p: _Parser, key: str, node: Node, protocol: str) -> AaaHost:
+def _host(p: Parser, key: str, node: Node, protocol: str) -> AaaHost:
     """``aaa-server NAME (if) host ADDRESS KEY timeout SECONDS``."""
     h = p.section(node, key, AAA_HOST_KEYS)
     if "address" not in h:
@@ -125,7 +88,7 @@ def _host(p: _Parser, key: str, node: Node, protocol: str) -> AaaHost:
     )
 
 
-def _server_address(p: _Parser, node: Node, key: str) -> IPv4Address:
+def _server_address(p: Parser, node: Node, key: str) -> IPv4Address:
     """A unicast IPv4 address; loopback allowed (a server on the router itself)."""
     text = p.scalar_text(node, key, "an IPv4 address")
     try:
@@ -137,14 +100,14 @@ def _server_address(p: _Parser, node: Node, key: str) -> IPv4Address:
     return address
 
 
-def _secret(p: _Parser, node: Node, key: str) -> bytes:
+def _secret(p: Parser, node: Node, key: str) -> bytes:
     text = p.scalar_text(node, key, "the shared secret as text")
     if not text:
         p.fail("the shared secret is empty", key, node)
     return text.encode("utf-8")
 
 
-def parse_terminate_aaa(p: _Parser, node: Node | None, groups: Mapping[str, AaaGroup], methods: tuple[str, ...],
+def parse_terminate_aaa(p: Parser, node: Node | None, groups: Mapping[str, AaaGroup], methods: tuple[str, ...],
                         mppe: str, has_users: bool) -> TerminateAaa:
     """``terminate.aaa``; the combinations a PIX refuses are refused here, at load time."""
     t = p.section(node, "terminate.aaa", TERMINATE_AAA_KEYS)
@@ -165,7 +128,7 @@ def parse_terminate_aaa(p: _Parser, node: Node | None, groups: Mapping[str, AaaG
     return TerminateAaa(authentication, accounting, interim)
 
 
-def _group_ref(p: _Parser, node: Node, key: str, groups: Mapping[str, AaaGroup]) -> AaaGroup:
+def _group_ref(p: Parser, node: Node, key: str, groups: Mapping[str, AaaGroup]) -> AaaGroup:
     name = p.scalar_text(node, key, "the name of a group under aaa")
     if name not in groups:
         known = ", ".join(sorted(groups)) or "none defined"
@@ -173,7 +136,7 @@ def _group_ref(p: _Parser, node: Node, key: str, groups: Mapping[str, AaaGroup])
     return groups[name]
 
 
-def _check_authentication(p: _Parser, node: Node, group: AaaGroup, methods: tuple[str, ...], mppe: str,
+def _check_authentication(p: Parser, node: Node, group: AaaGroup, methods: tuple[str, ...], mppe: str,
                           has_users: bool) -> None:
     key = "terminate.aaa.authentication"
     if has_users:

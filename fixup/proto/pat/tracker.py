@@ -1,7 +1,7 @@
 """The PPTP fixup tracker: packets and ``now`` in, verdicts and events out (no I/O).
 
 Control connections (RFC 2637 section 2) are followed byte by byte in both directions; Call IDs
-are translated so every client may share one PAT address (:mod:`fixup.proto.callids`); GRE
+are translated so every client may share one PAT address (:mod:`fixup.proto.pat.callids`); GRE
 (RFC 2637 section 4) of established calls is translated, all other GRE is dropped.
 """
 from __future__ import annotations
@@ -12,14 +12,15 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from fixup.errors import BadInput, BadReserved, NotPptpGre
-from fixup.proto.calls import CallBook, gre_in_key, gre_out_key
-from fixup.proto.config import TrackerConfig
-from fixup.proto.framer import CallIdsExhausted, MessageFramer, Plan
-from fixup.proto.model import Call, ConnKey, Connection
-from fixup.proto.rewrites import plan_message
-from fixup.proto.stream import Placement, StreamDirection
-from fixup.proto.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
-from fixup.proto.verdict import ACCEPT, Direction, Event, Verdict, drop
+from fixup.proto.pat.calls import CallBook, gre_in_key, gre_out_key
+from fixup.proto.pat.config import TrackerConfig
+from fixup.proto.pat.framer import CallIdsExhausted, MessageFramer, Plan
+from fixup.proto.pat.model import Call, ConnKey, Connection
+from fixup.proto.pat.rewrites import plan_message
+from fixup.proto.pat.stream import Placement, StreamDirection
+from fixup.proto.pat.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
+from fixup.proto.events import Event
+from fixup.proto.pat.verdict import ACCEPT, Direction, Verdict, drop
 from fixup.wire import ip as ipw
 from fixup.wire.gre import CALL_ID_OFFSET, FIXED_WORD_MASK, FIXED_WORD_VALUE, WORD_A, WORD_S, check_payload, parse_gre
 from fixup.wire.pptp import Header, MessageType, parse_header, parse_message

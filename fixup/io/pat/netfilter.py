@@ -30,7 +30,7 @@ from ipaddress import IPv4Address
 from typing import Protocol
 
 from fixup.errors import SetupError
-from fixup.policy import GRE_MODES
+from fixup.policy.parser import GRE_MODES
 
 log = logging.getLogger("fixup.netfilter")
 
@@ -58,7 +58,7 @@ _GRE_CALL_ID = "@th,48,16"  # GRE header bytes 6-7: Call ID, the low half of the
 
 
 class QueuePolicy(Protocol):
-    """What the rule generator needs from :class:`fixup.policy.Policy`."""
+    """What the rule generator needs from :class:`fixup.policy.loader.Policy`."""
 
     inside: tuple[str, ...]
     outside: str
@@ -284,7 +284,7 @@ def _iifs(policy: QueuePolicy) -> str:
 
 def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
     """``gre: kernel``: GRE of established calls translated statelessly by nftables maps that the
-    daemon fills from the tracker (see :mod:`fixup.io.gre_maps`); GRE of no call counted, dropped.
+    daemon fills from the tracker (see :mod:`fixup.io.pat.gre_maps`); GRE of no call counted, dropped.
 
     Inbound, before routing and conntrack: notrack, destination := client, Call ID := original
     (both looked up by server address and translated Call ID, so the address is rewritten first).

@@ -1,0 +1,1 @@
+"""The PAT fixup's I/O shell: netfilter rules, NFQUEUE, the nftables GRE maps, ``show calls``."""
