@@ -102,9 +102,28 @@ def _load(path: str) -> Policy:
     from fixup.policy.loader import load_policy
 
     try:
-        return load_policy(path)
+        policy = load_policy(path)
     except OSError as err:
         raise PolicyError(err.strerror or str(err), path=path) from err
+    _warn_if_readable(path, policy)
+    return policy
+
+
+def _warn_if_readable(path: str, policy: Policy) -> None:
+    """A policy with passwords or shared secrets that other users can read: say so (once, on stderr)."""
+    import os
+    import stat
+
+    from fixup.policy.loader import secrets_of
+
+    keys = secrets_of(policy)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if keys and mode & (stat.S_IRGRP | stat.S_IROTH):
+        _error(f"fixup: warning: {path} holds secrets ({', '.join(keys)}) and is readable by other users "
+               f"(mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
 
 
 def _run(path: str, debug: bool) -> int:

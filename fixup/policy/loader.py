@@ -79,6 +79,14 @@ class Policy:
         )
 
 
+def secrets_of(policy: Policy) -> list[str]:
+    """The keys of ``policy`` that hold secrets (local passwords, AAA shared secrets)."""
+    keys = [f"aaa.{name}.hosts[].secret" for name in policy.aaa]
+    if policy.terminate is not None and policy.terminate.users:
+        keys.insert(0, "terminate.users")
+    return keys
+
+
 def load_policy(path: str) -> Policy:
     """Read and validate the policy file at ``path``."""
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from fixup.proto.events import printable
+
 
 def format_vpdn(snapshot: Mapping[str, Any]) -> str:
     tunnels = list(snapshot.get("tunnels") or [])
@@ -26,6 +28,9 @@ def format_vpdn(snapshot: Mapping[str, Any]) -> str:
         lines += ["", f"ip local pool {pool['first']}-{pool['last']}: {pool['in_use']} of {pool['size']} in use; "
                   f"max sessions {snapshot.get('max_sessions')}, {snapshot.get('refused', 0)} calls refused, "
                   f"{snapshot.get('unknown_gre', 0)} GRE packets of no call dropped"]
+    drops = snapshot.get("drops") or {}
+    if drops:
+        lines.append("dropped from clients: " + ", ".join(f"{reason} {count}" for reason, count in sorted(drops.items())))
     return "\n".join(lines) + "\n"
 
 
@@ -34,7 +39,7 @@ def _session(s: Mapping[str, Any]) -> list[str]:
     return [
         f"Call id {s['call_id']} is {'up' if s['state'] == 'up' else s['state']} on tunnel id {s['tunnel_id']}",
         f"   Remote Internet Address is {s['remote_address']}",
-        f"   Session username is {s.get('username') or 'Unknown'}, state is {s['state']}",
+        f"   Session username is {printable(s.get('username') or 'Unknown')}, state is {s['state']}",
         f"      Time since event change {_secs(s['since_change'])}, client address {s['address']}, MPPE {mppe}",
         f"      Remote call id is {s['remote_call_id']}",
         f"      {s['packets_sent']} packets sent, {s['packets_received']} received, "

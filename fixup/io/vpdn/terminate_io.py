@@ -133,6 +133,9 @@ class TerminateIo:
     async def _serve_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer_ip, peer_port = writer.get_extra_info("peername")[:2]
         tunnel_id = self.server.tunnel_opened(IPv4Address(peer_ip).packed, peer_port, time.monotonic())
+        if tunnel_id is None:
+            writer.close()
+            return
         self.writers[tunnel_id] = writer
         self._flush()
         try:

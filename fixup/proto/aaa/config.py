@@ -4,7 +4,7 @@ dial-in server asks of them (``vpdn group 1 client authentication|accounting aaa
 Built by the policy loader (:mod:`fixup.policy.aaa`); pure."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Final
 
@@ -24,7 +24,7 @@ class AaaHost:
 
     address: IPv4Address
     port: int
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line or a traceback
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     accounting_port: int = 0  # 0 for TACACS+

@@ -166,17 +166,23 @@ class CallBook:
         self.gre_out[gre_out_key(call.client, call.server, call.server_id)] = call
         self.emit(Event("call-up", f"PPTP call up: {_describe(call)}", _event_data(call)))
 
-    def _close_gre(self, call: Call) -> None:
-        key = gre_in_key(call.server, call.translated)
-        if self.gre_in.get(key) is call:
-            del self.gre_in[key]
-        key = gre_out_key(call.client, call.server, call.server_id)
-        if self.gre_out.get(key) is call:
-            del self.gre_out[key]
+    def _close_gre(self, call: Call) -> bool:
+        """Remove the call's GRE lookups; whether it had any.  A call still waiting for its reply
+        has no translated ID (incoming) or no server ID (outgoing) yet, and no lookups."""
+        had = False
+        if call.translated is not None:
+            key = gre_in_key(call.server, call.translated)
+            if self.gre_in.get(key) is call:
+                del self.gre_in[key]
+                had = True
+        if call.server_id is not None:
+            key = gre_out_key(call.client, call.server, call.server_id)
+            if self.gre_out.get(key) is call:
+                del self.gre_out[key]
+        return had
 
     def _release(self, call: Call, why: str) -> None:
-        gre_open = self.gre_in.get(gre_in_key(call.server, call.translated)) is call if call.translated is not None else False
-        self._close_gre(call)
+        gre_open = self._close_gre(call)
         conn = call.conn
         conn.unlink(call)
         if call.original is not None:

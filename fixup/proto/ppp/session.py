@@ -238,6 +238,10 @@ class PppSession:
             self.counters.drop("link-not-up")
         elif self.mppe is not None and not encrypted:
             self.counters.drop("cleartext-while-encrypting")  # RFC 3078 section 3
+        elif len(packet) < 20 or packet[0] >> 4 != 4 or packet[12:16] != self.assigned.packed:
+            # every session shares one TUN device, so rp_filter cannot tell clients apart: a
+            # client sends from the address IPCP gave it (RFC 1332 section 3.3), or not at all
+            self.counters.drop("spoofed-source")
         else:
             self.counters.ip_in += 1
             self.counters.bytes_in += len(packet)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Callable
+from typing import Callable, Container
 
 from fixup.errors import BadInput
 from fixup.proto.vpdn.config import TerminatePolicy
@@ -78,8 +78,6 @@ class TerminateServer:
         self.tunnels: dict[int, Tunnel] = {}
         self.calls: dict[int, LocalCall] = {}  # by our call id
         self.by_address: dict[IPv4Address, LocalCall] = {}
-        self._next_tunnel = 1
-        self._next_call = 1
         self._tcp: list[tuple[int, bytes]] = []
         self._close: list[int] = []
         self._gre: list[tuple[bytes, bytes]] = []
@@ -87,6 +85,7 @@ class TerminateServer:
         self._events: list[Event] = []
         self.refused = 0
         self.unknown_gre = 0
+        self.drops: dict[str, int] = {}  # by reason, of the sessions that have ended (live ones: their own)
 
     def reconfigure(self, policy: TerminatePolicy) -> None:
         """A reloaded ``terminate`` section (same listen and local address): the settings of the
@@ -109,8 +108,13 @@ class TerminateServer:
 
     # -- tunnels (TCP) ----------------------------------------------------------------------------
 
-    def tunnel_opened(self, peer: bytes, peer_port: int, now: float) -> int:
-        tunnel_id, self._next_tunnel = self._next_tunnel, self._next_tunnel % 0xFFFF + 1
+    def tunnel_opened(self, peer: bytes, peer_port: int, now: float) -> int | None:
+        """A new TCP connection: its tunnel id, never one a live tunnel holds; None when all are
+        held (the I/O closes the connection)."""
+        tunnel_id = self._pick_id(self.tunnels)
+        if tunnel_id is None:
+            self.refused += 1
+            return None
         self.tunnels[tunnel_id] = Tunnel(tunnel_id, peer, peer_port, PptpServerConnection(self.server, now), now)
         self._debug(f"Tnl {tunnel_id} PPTP: Tunnel created; peer initiated ({_ip(peer)}:{peer_port})")
         return tunnel_id
@@ -320,7 +324,8 @@ class TerminateServer:
             self._events.append(Event("call-refused", f"Tnl {tid} PPTP: call from {_ip(tunnel.peer)} refused: {problem}",
                                       {"tunnel": tid, "reason": problem}))
             return
-        call_id = self._free_call_id()
+        call_id = self._pick_id(self.calls)
+        assert call_id is not None  # max_sessions is far below 65535
         session = PppSession(self.session_config, address, now, random_bytes=self.random_bytes)
         channel = GreChannel(request.call_id, request.packet_recv_window_size, now)
         call = LocalCall(call_id, request.call_id, tid, tunnel.peer, address, channel, session, now,
@@ -336,11 +341,19 @@ class TerminateServer:
         session.start(now)
         self._drain_call(call, now)
 
-    def _free_call_id(self) -> int:
-        while self._next_call in self.calls or self._next_call == 0:
-            self._next_call = self._next_call % 0xFFFF + 1
-        call_id, self._next_call = self._next_call, self._next_call % 0xFFFF + 1
-        return call_id
+    def _pick_id(self, used: Container[int]) -> int | None:
+        """A random id 1..65535 that ``used`` does not hold (tunnel ids; call ids, which key the
+        inbound GRE: RFC 2637 section 4.1, so an off-path sender cannot guess them in order)."""
+        for _ in range(16):
+            candidate = int.from_bytes(self.random_bytes(2), "big")
+            if candidate and candidate not in used:
+                return candidate
+        start = int.from_bytes(self.random_bytes(2), "big")
+        for step in range(0x10000):
+            candidate = (start + step) & 0xFFFF
+            if candidate and candidate not in used:
+                return candidate
+        return None
 
     # -- session outputs -------------------------------------------------------------------------------
 
@@ -392,6 +405,8 @@ class TerminateServer:
         self.by_address.pop(call.address, None)
         self.by_session.pop(call.aaa.context.session_id, None)
         self.pool.release(call.address)
+        for reason, count in call.session.counters.dropped.items():
+            self.drops[reason] = self.drops.get(reason, 0) + count
         self.aaa.ended(call.aaa, call.session, why, now)
         if call.aaa.routed:
             self._events.append(Event("address-routed", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: route to "
@@ -423,7 +438,15 @@ class TerminateServer:
             "pool": {"first": str(self.policy.pool[0]), "last": str(self.policy.pool[1]),
                      "in_use": self.pool.in_use, "size": self.pool.size},
             "max_sessions": self.policy.max_sessions, "refused": self.refused, "unknown_gre": self.unknown_gre,
+            "drops": self._all_drops(),
         }
+
+    def _all_drops(self) -> dict[str, int]:
+        total = dict(self.drops)
+        for call in self.calls.values():
+            for reason, count in call.session.counters.dropped.items():
+                total[reason] = total.get(reason, 0) + count
+        return total
 
 
 def _local_verifier(policy: TerminatePolicy) -> Verifier:
@@ -451,4 +474,4 @@ def _call_dict(c: LocalCall, now: float) -> dict:
             "mppe": s.mppe_key_length, "packets_sent": ch.stats.sent, "packets_received": ch.stats.received,
             "bytes_sent": ch.stats.bytes_sent, "bytes_received": ch.stats.bytes_received,
             "seq": ch.next_send, "ack": ch.expected, "ack_received": ch.peer_acked, "peer_rws": ch.peer_window,
-            "out_of_order": ch.stats.out_of_order}
+            "out_of_order": ch.stats.out_of_order, "dropped": dict(s.counters.dropped)}

@@ -1,0 +1,128 @@
+"""Hostile input, pure layers (issue 11): each test fails on the code before its fix.  Streams
+come from :mod:`tests.unit.flows`; the dial-in server is fed bytes and ``now``."""
+from __future__ import annotations
+
+import pytest
+
+from fixup.wire import pptp_messages as m
+from tests.unit.flows import ACK, FIN, IN, OUT, RST
+from tests.unit.test_tracker import CLIENTS, established, tracker
+
+pytestmark = pytest.mark.unit
+
+
+# -- item 1: a call released before its reply --------------------------------------------------
+
+
+def test_an_unanswered_ocrq_times_out_and_later_timeouts_still_run():
+    t = tracker(call_setup=5, call_idle=30)
+    waiting = established(t, CLIENTS[0])
+    waiting.message(OUT, m.OutgoingCallRequest(call_id=1))
+    events = t.poll(10.0)  # raised AttributeError ('NoneType' ... to_bytes) before the fix
+    assert [e.kind for e in events if e.kind == "call-down"] == ["call-down"]
+    assert t.snapshot(10.0)["calls"] == []
+
+
+@pytest.mark.parametrize("flags", [FIN | ACK, RST])
+def test_a_connection_closing_while_its_call_waits_passes(flags):
+    t = tracker()
+    flow = established(t, CLIENTS[0])
+    flow.message(OUT, m.OutgoingCallRequest(call_id=1))
+    assert flow.send(OUT, b"", flags).accept
+    assert t.snapshot(1.0)["calls"] == []
+
+
+def test_an_incoming_call_waiting_for_the_client_can_be_cleared():
+    t = tracker()
+    flow = established(t, CLIENTS[0])
+    flow.message(IN, m.IncomingCallRequest(call_id=9))  # no translated ID until the client's ICRP
+    assert t.clear(1.0) == 1
+    assert t.snapshot(1.0)["calls"] == []
+
+
+# -- item 4: dial-in tunnel ids never land on a live tunnel -----------------------------------
+
+
+def test_tunnel_ids_skip_live_tunnels_and_run_out_cleanly():
+    from tests.unit.test_terminate import new_server
+
+    server = new_server()
+    first = server.tunnel_opened(b"\x0a\x00\x00\x01", 1000, 0.0)
+    opened = {first}
+    for port in range(0xFFFE):  # every other id, then one more connection than there are ids
+        tunnel = server.tunnel_opened(b"\x0a\x00\x00\x02", port, 0.0)
+        assert tunnel not in opened and tunnel is not None
+        opened.add(tunnel)
+    assert server.tunnel_opened(b"\x0a\x00\x00\x03", 1, 0.0) is None
+    assert server.tunnels[first].peer == b"\x0a\x00\x00\x01"  # the first tunnel is still its own
+
+
+def test_dial_in_call_ids_are_not_sequential():
+    from tests.unit.test_terminate import dial, new_server
+
+    server = new_server(mppe="none")
+    ids = [dial(server, mppe="none").server_call_id for _ in range(3)]
+    assert len(set(ids)) == 3 and ids != sorted(ids) or abs(ids[1] - ids[0]) != 1
+
+
+# -- item 6: a dial-in client sends from its own address only --------------------------------
+
+
+@pytest.mark.parametrize("source", ["192.168.1.2", "127.0.0.1", "10.1.1.5"])
+def test_a_dial_in_client_cannot_send_as_another_address(source):
+    from ipaddress import IPv4Address
+
+    from tests.unit.test_terminate import INSIDE_HOST, dial, ipv4, new_server
+
+    server = new_server(mppe="none")
+    d = dial(server, mppe="none")
+    assert d.client.up and d.client.address == IPv4Address("192.168.1.1")
+    d.client.ip_out(ipv4(IPv4Address(source), INSIDE_HOST, b"spoof"), d.now)
+    d.client.ip_out(ipv4(d.client.address, INSIDE_HOST, b"honest"), d.now)
+    d.pump()
+    assert [p[-6:] for p in server.take_tun()] == [b"honest"]
+    assert server.snapshot(d.now)["drops"] == {"spoofed-source": 1}
+
+
+# -- item 11: text from the wire, secrets ------------------------------------------------------
+
+
+def test_peer_text_is_escaped_in_events_and_show_vpdn():
+    from fixup.io.vpdn.show import format_vpdn
+    from fixup.proto.events import Event
+
+    forged = "bob\r\n2026-12-01 INFO 603104: PPTP Tunnel created\x1b[2J\u202e"
+    text = Event("auth-failed", f"user {forged}", {}).text
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\u202e" not in text
+    assert text.endswith("\\x1b[2J\\u202e") and "\\x0d\\x0a" in text
+    snapshot = {"tunnels": [{"id": 1, "sessions": 1, "state": "estabd", "since_change": 1, "remote_address": "1.2.3.4",
+                             "remote_port": 1, "local_address": "5.6.7.8", "packets_sent": 0, "packets_received": 0,
+                             "bytes_sent": 0, "bytes_received": 0}],
+                "sessions": [{"call_id": 2, "tunnel_id": 1, "state": "up", "username": forged, "since_change": 1,
+                              "address": "192.168.1.1", "mppe": None, "remote_call_id": 3, "packets_sent": 0,
+                              "packets_received": 0, "bytes_sent": 0, "bytes_received": 0, "seq": 0, "ack": 0,
+                              "ack_received": 0, "peer_rws": 64, "out_of_order": 0, "remote_address": "1.2.3.4"}]}
+    shown = format_vpdn(snapshot)
+    assert "\x1b" not in shown and "\r" not in shown and "Session username is bob\\x0d\\x0a2026" in shown
+
+
+def test_aaa_secrets_stay_out_of_reprs():
+    from ipaddress import IPv4Address
+
+    from fixup.proto.aaa.config import AaaGroup, AaaHost
+
+    group = AaaGroup("R", "radius", (AaaHost(IPv4Address("10.0.0.5"), 1812, b"s3cr3t-key"),))
+    assert "s3cr3t" not in repr(group) and "s3cr3t" not in str(group)
+
+
+def test_fixup_check_warns_about_a_readable_policy_with_secrets(tmp_path, capsys):
+    from fixup.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text("inside: [a]\noutside: b\naaa:\n  R: {protocol: radius, hosts: [{address: 10.0.0.5, secret: k}]}\n")
+    path.chmod(0o644)
+    assert main(["check", "--policy", str(path)]) == 0
+    assert "holds secrets (aaa.R.hosts[].secret) and is readable by other users (mode 0644)" in capsys.readouterr().err
+    path.chmod(0o600)
+    assert main(["check", "--policy", str(path)]) == 0
+    assert "readable" not in capsys.readouterr().err
