@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -104,6 +105,7 @@ class ControlServer:
         self.clock = clock
         self.server: asyncio.AbstractServer | None = None
         self.created = False
+        self.refused = 0  # requests from peers without the right credentials
 
     def prepare(self) -> None:
         """Create the directory (0700), refuse when a daemon answers there, remove a stale socket.
@@ -111,6 +113,7 @@ class ControlServer:
         Done before the rules are installed so a second daemon does not touch the first one's rules."""
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        _check_directory(directory)
         if not os.path.lexists(self.path):
             return
         if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
@@ -146,12 +149,34 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            refusal = self._refusal(writer)
+            if refusal is not None:
+                self.refused += 1
+                await asyncio.wait_for(reader.readline(), timeout=5)  # read it, or the close resets
+                writer.write(_encode({"ok": False, "error": refusal}))
+                await writer.drain()
+                return
             writer.write(_encode(await self._answer(reader)))
             await writer.drain()
         except Exception:  # noqa: BLE001 - a bad client never hurts the daemon
             log.debug("control request failed", exc_info=True)
         finally:
             writer.close()
+
+    def _refusal(self, writer: asyncio.StreamWriter) -> str | None:
+        """Only root, the daemon's own user, or a member of the socket's group (by the peer's
+        primary group, SO_PEERCRED) may talk to the daemon; anyone else is told so."""
+        sock = writer.get_extra_info("socket")
+        try:
+            _pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                 struct.calcsize("3i")))
+            group = os.stat(self.path).st_gid
+        except (OSError, AttributeError):
+            return "cannot check the peer's credentials"
+        if uid in (0, os.geteuid()) or gid == group:
+            return None
+        log.warning("fixup: control socket: refused a request from uid %d gid %d", uid, gid)
+        return "permission denied: root or the control socket's group only"
 
     async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
         try:
@@ -169,6 +194,17 @@ class ControlServer:
         except Exception as err:  # noqa: BLE001 - report, do not die
             log.exception("control command failed")
             return {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+
+def _check_directory(directory: str) -> None:
+    """The socket's directory must not let other users replace the socket: owned by root or by
+    us, not writable by group or others (a ``control_socket`` outside /run/fixup)."""
+    info = os.stat(directory)
+    if info.st_uid not in (0, os.geteuid()):
+        raise SetupError(f"control socket directory {directory} belongs to uid {info.st_uid}, not to root")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        raise SetupError(f"control socket directory {directory} is writable by other users "
+                         f"(mode {stat.S_IMODE(info.st_mode):04o}): use a directory only root can write")
 
 
 def _encode(answer: dict[str, Any]) -> bytes:
