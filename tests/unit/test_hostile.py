@@ -126,3 +126,35 @@ def test_fixup_check_warns_about_a_readable_policy_with_secrets(tmp_path, capsys
     path.chmod(0o600)
     assert main(["check", "--policy", str(path)]) == 0
     assert "readable" not in capsys.readouterr().err
+
+
+# -- item 12: GRE other than version 1 --------------------------------------------------------
+
+
+def test_forwarded_gre_v0_is_dropped_and_counted_not_sent_without_nat():
+    from tests.unit.flows import PAT, SERVER, ipv4
+
+    t = tracker()
+    flow = established(t, CLIENTS[0])
+    from tests.unit.test_tracker import place_call
+
+    place_call(flow, 0, 10)
+    plain = bytes.fromhex("00000800") + b"\x45" + bytes(19)  # RFC 2784 GRE, version 0, carrying IPv4
+    out = t.handle_packet(ipv4(CLIENTS[0], SERVER, 47, plain), OUT, 1.0)
+    assert not out.accept and out.reason == "gre-not-pptp"
+    assert t.snapshot(1.0)["drops"]["gre-not-pptp"] == 1
+    to_router = t.handle_packet(ipv4(SERVER, PAT, 47, plain), IN, 1.0)  # the router's own GRE tunnels
+    assert to_router.accept and to_router.packet is None
+
+
+def test_the_kernel_path_drops_forwarded_gre_of_any_version():
+    from ipaddress import IPv4Address
+
+    from fixup.io.pat import netfilter
+    from fixup.policy.loader import parse_policy
+
+    policy = parse_policy("inside: [br-in]\noutside: gw-out\n")
+    caps = netfilter.Capabilities(nft_binary=True, iptables_nft_binary=True, nft_queue=False, xt_nfqueue=True)
+    script = netfilter.build_ruleset(policy, IPv4Address("192.0.2.1"), caps).nft_script
+    (drop,) = [line for line in script.splitlines() if "gre_out_unknown drop" in line]
+    assert "@th,13,3" not in drop  # no version test: v0 is dropped too

@@ -314,7 +314,8 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         "    type filter hook forward priority mangle; policy accept;",
         f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} "
         f"ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
-        f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} counter name gre_out_unknown drop",
+        # any version: forwarded GRE that is not a tracked call (GRE v0 too) never leaves un-NATed
+        f"    ip protocol gre oif {outside} iif {_iifs(policy)} counter name gre_out_unknown drop",
         "  }",
     ]
 

@@ -193,7 +193,9 @@ class Tracker:
         try:
             header = parse_gre(packet, start)
         except NotPptpGre:
-            self.counters["gre_not_pptp"] += 1
+            if direction is OUT:  # forwarded from the inside: it would leave without NAT
+                return self._drop("gre-not-pptp")
+            self.counters["gre_not_pptp"] += 1  # to the router itself (its own GRE tunnels)
             return ACCEPT
         check_payload(header, ip.total_length - start - header.header_length)
         call_id = packet[start + CALL_ID_OFFSET:start + CALL_ID_OFFSET + 2]
