@@ -23,6 +23,7 @@ from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
 from fixup.io.reload import Reloader
+from fixup.io.logs import EventLog
 from fixup.io.vpdn.terminate_io import TerminateIo
 
 if TYPE_CHECKING:
@@ -252,6 +253,4 @@ async def _tick_forever(plane: ControlPlane) -> None:
             log.exception("fixup: tracker poll failed")
 
 
-def log_events(events: list[Any]) -> None:
-    for event in events:
-        log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "fixup: %s", event)
+log_events = EventLog(log, EVENT_LEVELS, prefix="fixup: ").all

@@ -158,3 +158,26 @@ def test_the_kernel_path_drops_forwarded_gre_of_any_version():
     script = netfilter.build_ruleset(policy, IPv4Address("192.0.2.1"), caps).nft_script
     (drop,) = [line for line in script.splitlines() if "gre_out_unknown drop" in line]
     assert "@th,13,3" not in drop  # no version test: v0 is dropped too
+
+
+# -- item 9: log floods -------------------------------------------------------------------------
+
+
+def test_a_flood_of_per_packet_events_costs_a_few_log_lines(caplog):
+    import logging
+
+    from fixup.io.logs import EventLog
+    from fixup.proto.events import Event
+
+    clock = [0.0]
+    logger = logging.getLogger("fixup.test-flood")
+    sink = EventLog(logger, {"protocol-error": logging.WARNING}, burst=5, interval=10.0, clock=lambda: clock[0])
+    with caplog.at_level(logging.DEBUG, logger="fixup.test-flood"):
+        sink.all([Event("protocol-error", f"bad message {n}", {}) for n in range(1000)])
+        sink.all([Event("control-open", f"connection {n}", {}) for n in range(3)])
+        flooded = [r.getMessage() for r in caplog.records]
+        clock[0] = 11.0
+        sink(Event("protocol-error", "one more", {}))
+    assert flooded == [f"bad message {n}" for n in range(5)] + [f"connection {n}" for n in range(3)]
+    assert [r.getMessage() for r in caplog.records[-2:]] == [
+        "995 more protocol-error event(s) not logged in the last 10 s", "one more"]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Hashable, Protocol
 from fixup.proto.aaa.config import RADIUS, AaaGroup, TerminateAaa
 from fixup.proto.aaa import AccountingRecord, AuthContext, NasIdentity
 from fixup.proto.auth import VerifyRequest, VerifyResult
+from fixup.io.logs import EventLog
 from fixup.proto.events import Event
 
 log = logging.getLogger("fixup.aaa")
@@ -101,6 +102,4 @@ class AaaIo:
     def snapshot(self) -> dict[str, Any]:
         return {name: driver.snapshot() for name, driver in self.drivers.items()}
 
-    @staticmethod
-    def _log_event(event: Event) -> None:
-        log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
+    _log_event = EventLog(log, EVENT_LEVELS)

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fixup.errors import SetupError
+from fixup.io.logs import RateLimitedLog
 from fixup.proto.pat.verdict import Direction, Verdict
 
 log = logging.getLogger("fixup.nfqueue")
 
 QUEUE_MAX_LEN = 4096
-ERROR_LOG_INTERVAL = 10.0
 
 
 class PacketTracker(Protocol):
@@ -27,30 +27,6 @@ class PacketTracker(Protocol):
     def handle_packet(self, packet: bytes, direction: Direction, now: float) -> Verdict: ...
 
     def count(self, reason: str) -> None: ...
-
-
-class RateLimitedLog:
-    """Logs an error at most once per ``interval`` seconds, saying how many were suppressed;
-    the traceback goes to debug every time."""
-
-    def __init__(self, logger: logging.Logger, interval: float = ERROR_LOG_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.logger = logger
-        self.interval = interval
-        self.clock = clock
-        self.last: float | None = None
-        self.suppressed = 0
-
-    def error(self, message: str, *args: object) -> None:
-        self.logger.debug(message, *args, exc_info=True)
-        now = self.clock()
-        if self.last is not None and now - self.last < self.interval:
-            self.suppressed += 1
-            return
-        more = f" ({self.suppressed} more suppressed)" if self.suppressed else ""
-        self.logger.error(message + more, *args)
-        self.last = now
-        self.suppressed = 0
 
 
 def interface_directions(inside: Iterable[str], outside: str,

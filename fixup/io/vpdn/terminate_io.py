@@ -13,6 +13,7 @@ from typing import Any, Callable
 from fixup.errors import SetupError
 from fixup.io.aaa.groups import AaaIo
 from fixup.io.vpdn.tun import TunDevice
+from fixup.io.logs import EventLog
 from fixup.proto.vpdn.config import TerminatePolicy
 from fixup.proto.auth import VerifyResult
 from fixup.proto.vpdn.terminate import TerminateServer
@@ -34,6 +35,7 @@ class TerminateIo:
                  on_call: Callable[[bool, str, int], None] | None = None) -> None:
         self.policy = policy
         self.listen = listen
+        self.event_log = EventLog(log, EVENT_LEVELS)
         self.server = TerminateServer(policy, local, time.monotonic(), listen_address=listen)
         self.tun = TunDevice()
         self.local = local
@@ -211,8 +213,7 @@ class TerminateIo:
         for packet in server.take_tun():
             self.tun.write(packet)
         self._flush_aaa(events)
-        for event in events:
-            log.log(EVENT_LEVELS.get(event.kind, logging.INFO), "%s", event.text)
+        self.event_log.all(events)
 
     def _flush_aaa(self, events: list) -> None:
         server, aaa = self.server, self.aaa
