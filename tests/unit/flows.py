@@ -1,6 +1,7 @@
 """Test helpers: IPv4/TCP/GRE packets and a PPTP control conversation driven through a Tracker."""
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -40,8 +41,10 @@ def tcp_payload(packet: bytes) -> bytes:
     return packet[ihl + (packet[ihl + 12] >> 4) * 4:]
 
 
-def tracker(**timeouts: float) -> Tracker:
-    return Tracker(TrackerConfig(pat_address=PAT, control_ports=frozenset({1723}), timeouts=Timeouts(**timeouts)))
+def tracker(seed: int = 1723, **timeouts: float) -> Tracker:
+    """A tracker whose translated Call IDs are random but repeatable (``seed``)."""
+    return Tracker(TrackerConfig(pat_address=PAT, control_ports=frozenset({1723}), timeouts=Timeouts(**timeouts)),
+                   randbelow=random.Random(seed).randrange)
 
 
 @dataclass

@@ -181,3 +181,24 @@ def test_a_flood_of_per_packet_events_costs_a_few_log_lines(caplog):
     assert flooded == [f"bad message {n}" for n in range(5)] + [f"connection {n}" for n in range(3)]
     assert [r.getMessage() for r in caplog.records[-2:]] == [
         "995 more protocol-error event(s) not logged in the last 10 s", "one more"]
+
+
+# -- item 10: translated Call IDs cannot be guessed --------------------------------------------
+
+
+def test_translated_call_ids_are_not_predictable():
+    import random
+
+    from fixup.proto.pat.callids import CallIdSpace
+
+    def first_ids(seed: int) -> list[int]:
+        space = CallIdSpace(random.Random(seed).randrange)
+        return [space.allocate(conn, 0) for conn in range(1, 51)]
+
+    ids = first_ids(1)
+    steps = {b - a for a, b in zip(ids, ids[1:])}
+    assert len(steps) > 10  # not the old 0x0000, 0x0100, 0x0200, ... of a least-loaded-first scan
+    assert first_ids(2)[:5] != ids[:5] and len(set(ids)) == 50
+    same_bucket = CallIdSpace(random.Random(3).randrange)
+    lows = [same_bucket.allocate(7, original) & 0xFF for original in range(20)]  # one bucket, 20 slots
+    assert lows != sorted(lows)

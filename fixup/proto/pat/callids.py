@@ -15,8 +15,15 @@ to one bucket and every bucket to at most one original high byte.  Then:
   of ``O`` from the high byte of ``T`` alone (inbound), per connection;
 * the low byte is chosen freely inside the bucket, so thousands of connections that all use
   Call ID 0 still get distinct IDs (buckets are handed out least-used first).
+
+Both choices are random (issue 11 item 10): a least-used bucket from a random starting point, a
+free slot from a random starting point, so that a blind GRE injection cannot guess a call's
+translated ID from the server's address and the order of calls.
 """
 from __future__ import annotations
+
+import secrets
+from typing import Callable
 
 BUCKETS = 256
 SLOTS = 256
@@ -69,13 +76,13 @@ class _ConnectionBuckets:
 class CallIdSpace:
     """Translated IDs toward one server from one PAT address; calls keyed ``(conn_id, O)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, randbelow: Callable[[int], int] = secrets.randbelow) -> None:
+        self.randbelow = randbelow
         # keyed and valued by ``conn << 16 | original``: small ints, not tuples (10,000s of calls)
         self._owner: dict[int, int] = {}  # translated -> conn << 16 | original
         self._translated: dict[int, int] = {}  # conn << 16 | original -> translated
         self._bucket_load = [0] * BUCKETS  # live IDs + reservations per bucket
         self._slots = [bytearray(SLOTS) for _ in range(BUCKETS)]
-        self._cursor = [0] * BUCKETS
         self._conns: dict[int, _ConnectionBuckets] = {}
 
     def __len__(self) -> int:
@@ -191,7 +198,9 @@ class CallIdSpace:
     def _least_loaded_bucket(self, exclude: set[int]) -> int | None:
         load = self._bucket_load
         best, best_load = None, SLOTS
-        for bucket in range(BUCKETS):
+        start = self.randbelow(BUCKETS)
+        for step in range(BUCKETS):
+            bucket = (start + step) % BUCKETS
             if load[bucket] < best_load and bucket not in exclude:
                 best, best_load = bucket, load[bucket]
                 if best_load == 0:
@@ -199,10 +208,9 @@ class CallIdSpace:
         return best
 
     def _free_slot(self, bucket: int) -> int:
-        slots, start = self._slots[bucket], self._cursor[bucket]
+        slots, start = self._slots[bucket], self.randbelow(SLOTS)
         for step in range(SLOTS):
             low = (start + step) % SLOTS
             if not slots[low]:
-                self._cursor[bucket] = (low + 1) % SLOTS
                 return low
         raise AssertionError("reserved slot missing")  # reserve_high guarantees one

@@ -45,9 +45,10 @@ def _ip(raw: bytes) -> str:
 class CallBook:
     """Every call of every connection, and the GRE lookups of the established ones."""
 
-    def __init__(self, emit: Emit, count: Count) -> None:
+    def __init__(self, emit: Emit, count: Count, randbelow: Callable[[int], int] | None = None) -> None:
         self.emit = emit
         self.count = count
+        self.randbelow = randbelow  # for the translated IDs; None: the secrets module's
         self.spaces: dict[bytes, CallIdSpace] = {}
         self.gre_in: dict[bytes, Call] = {}  # gre_in_key(server, translated) -> call
         self.gre_out: dict[bytes, Call] = {}  # gre_out_key(client, server, server id) -> call
@@ -56,7 +57,7 @@ class CallBook:
     def space_for(self, server: bytes) -> CallIdSpace:
         space = self.spaces.get(server)
         if space is None:
-            space = self.spaces[server] = CallIdSpace()
+            space = self.spaces[server] = CallIdSpace() if self.randbelow is None else CallIdSpace(self.randbelow)
         return space
 
     # -- messages ----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ are translated so every client may share one PAT address (:mod:`fixup.proto.pat.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import struct
 from collections import Counter
 
@@ -45,7 +47,8 @@ def _control_event(header_type: MessageType, result_code: int | None = None) -> 
 class Tracker:
     """See module docstring.  One instance per gateway; not thread-safe."""
 
-    def __init__(self, config: TrackerConfig) -> None:
+    def __init__(self, config: TrackerConfig, randbelow: Callable[[int], int] | None = None) -> None:
+        """``randbelow``: where translated Call IDs come from (tests pass a seeded one)."""
         self.config = config
         self.pat = config.pat_address.packed
         pat = int(config.pat_address)
@@ -62,7 +65,7 @@ class Tracker:
         self._events: list[Event] = []
         self._next_id = 1
         self._now = 0.0
-        self.calls = CallBook(self._events.append, self._anomaly)
+        self.calls = CallBook(self._events.append, self._anomaly, randbelow)
 
     # -- public API --------------------------------------------------------------------------
 
