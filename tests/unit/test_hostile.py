@@ -202,3 +202,59 @@ def test_translated_call_ids_are_not_predictable():
     same_bucket = CallIdSpace(random.Random(3).randrange)
     lows = [same_bucket.allocate(7, original) & 0xFF for original in range(20)]  # one bucket, 20 slots
     assert lows != sorted(lows)
+
+
+# -- item 3: one client cannot take every Call ID ---------------------------------------------
+
+
+def test_one_connection_and_one_client_are_held_to_their_quotas():
+    from fixup.proto.pat.config import Limits, TrackerConfig
+    from fixup.proto.pat.tracker import Tracker
+    from tests.unit.flows import PAT, Flow
+    from tests.unit.test_tracker import place_call
+
+    import random
+
+    t = Tracker(TrackerConfig(pat_address=PAT, limits=Limits(calls_per_connection=4, calls_per_client=6)),
+                randbelow=random.Random(1).randrange)
+    first = established(t, CLIENTS[0])
+    for call_id in range(4):
+        place_call(first, call_id, 100 + call_id)
+    refused = first.send(OUT, build_ocrq(99))
+    assert not refused.accept and refused.reason == "call-quota-connection"
+    second = established(t, CLIENTS[0], 40001)
+    for call_id in range(2):
+        place_call(second, call_id, 200 + call_id)
+    assert second.send(OUT, build_ocrq(7)).reason == "call-quota-client"
+    other = established(t, CLIENTS[1], 40002)
+    place_call(other, 0, 300)  # another inside host is not affected
+    assert t.snapshot(1.0)["drops"] == {"call-quota-connection": 1, "call-quota-client": 1}
+
+
+def build_ocrq(call_id: int) -> bytes:
+    from fixup.wire.pptp import build_message
+
+    return build_message(m.OutgoingCallRequest(call_id=call_id))
+
+
+def test_a_retransmitted_ocrq_does_not_restart_the_setup_timer():
+    t = tracker(call_setup=10)
+    flow = established(t, CLIENTS[0])
+    start = flow.cseq
+    flow.message(OUT, m.OutgoingCallRequest(call_id=1))
+    for second in range(2, 30, 2):  # the client retransmits every 2 s (a fresh copy each time)
+        flow.now = float(second)
+        flow.send(OUT, build_ocrq(1), seq=start)
+        t.poll(float(second))
+    assert t.snapshot(30.0)["calls"] == []
+
+
+def test_an_ocrq_that_does_not_parse_gives_its_translated_id_back():
+    from tests.unit.flows import SERVER
+
+    t = tracker()
+    flow = established(t, CLIENTS[0])
+    bad = bytearray(build_ocrq(5))
+    bad[10:12] = b"\x12\x34"  # Reserved0 != 0 (RFC 2637 section 1.4)
+    flow.send(OUT, bytes(bad))
+    assert len(t.calls.space_for(SERVER.packed)) == 0 and t.snapshot(1.0)["calls"] == []

@@ -254,8 +254,8 @@ def test_unsynced_connection_resyncs_on_a_message_boundary():
 def test_exhausted_call_ids_drop_the_segment_until_one_is_free():
     t = tracker()
     space = t.calls.space_for(SERVER.packed)
-    for i in range(256 * 256):
-        assert space.allocate(10_000 + i // 256, i % 256) is not None
+    for i in range(256 * 256):  # 64 calls per connection: Limits.calls_per_connection
+        assert space.allocate(10_000 + i // 64, i % 64) is not None
     flow = established(t, CLIENTS[0])
     start = flow.cseq
     data = build_message(m.OutgoingCallRequest(call_id=0))

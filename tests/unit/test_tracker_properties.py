@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixup.proto.pat.callids import CallIdSpace
+from fixup.proto.pat.config import Limits
 from fixup.wire import pptp_messages as m
 from tests.unit.flows import IN, OUT, Flow, tracker
 
@@ -69,7 +70,7 @@ operations = st.lists(st.tuples(st.sampled_from(["alloc", "release", "drop-conn"
 @settings(max_examples=80, deadline=None)
 @given(ops=operations)
 def test_call_id_space_is_a_bijection_with_bytewise_consistency(ops):
-    space = CallIdSpace()
+    space = CallIdSpace(limits=Limits(calls_per_connection=0x10000, calls_per_client=0x10000))
     live: dict[tuple[int, int], int] = {}
     for op, conn, original in ops:
         if op == "alloc":

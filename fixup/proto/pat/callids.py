@@ -25,8 +25,20 @@ from __future__ import annotations
 import secrets
 from typing import Callable
 
+from fixup.proto.pat.config import Limits
+
 BUCKETS = 256
 SLOTS = 256
+
+
+class CallIdsExhausted(Exception):
+    """No translated Call ID may be handed out: the segment must be dropped (TCP will retransmit
+    it).  ``reason`` is the drop counter: ``no-free-call-id`` (the server's space is full),
+    ``call-quota-connection`` or ``call-quota-client`` (:class:`fixup.proto.pat.config.Limits`)."""
+
+    def __init__(self, reason: str = "no-free-call-id") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _ConnectionBuckets:
@@ -76,8 +88,11 @@ class _ConnectionBuckets:
 class CallIdSpace:
     """Translated IDs toward one server from one PAT address; calls keyed ``(conn_id, O)``."""
 
-    def __init__(self, randbelow: Callable[[int], int] = secrets.randbelow) -> None:
+    def __init__(self, randbelow: Callable[[int], int] = secrets.randbelow, limits: Limits = Limits()) -> None:
         self.randbelow = randbelow
+        self.limits = limits
+        self._client_of: dict[int, bytes] = {}  # conn -> inside address (register)
+        self._client_load: dict[bytes, int] = {}  # inside address -> live IDs + reservations
         # keyed and valued by ``conn << 16 | original``: small ints, not tuples (10,000s of calls)
         self._owner: dict[int, int] = {}  # translated -> conn << 16 | original
         self._translated: dict[int, int] = {}  # conn << 16 | original -> translated
@@ -88,25 +103,37 @@ class CallIdSpace:
     def __len__(self) -> int:
         return len(self._owner)
 
+    def register(self, conn: int, client: bytes) -> None:
+        """``conn`` belongs to the inside host ``client`` (for ``Limits.calls_per_client``)."""
+        self._client_of[conn] = client
+
     # -- outbound: original -> translated --------------------------------------------------
 
-    def reserve_high(self, conn: int, o_high: int) -> int | None:
+    def reserve_high(self, conn: int, o_high: int) -> int:
         """Start an allocation: the bucket (translated high byte) for ``o_high`` on ``conn``,
-        with one slot reserved in it; None when no bucket can take another call."""
+        with one slot reserved in it; :class:`CallIdsExhausted` when the connection or its client
+        is at its quota, or no bucket can take another call."""
         cb = self._conns.get(conn)
         if cb is None:
             cb = self._conns[conn] = _ConnectionBuckets()
+        client = self._client_of.get(conn)
+        if sum(cb.binding[2::3]) >= self.limits.calls_per_connection:
+            raise CallIdsExhausted("call-quota-connection")
+        if client is not None and self._client_load.get(client, 0) >= self.limits.calls_per_client:
+            raise CallIdsExhausted("call-quota-client")
         bucket = cb.bucket_of(o_high)
         if bucket is None:
             bucket = self._least_loaded_bucket(exclude=cb.buckets())
             if bucket is None:
                 self._forget_if_unused(conn)
-                return None
+                raise CallIdsExhausted()
             cb.bind(o_high, bucket)
         elif self._bucket_load[bucket] >= SLOTS:
-            return None
+            raise CallIdsExhausted()
         cb.add_user(bucket, +1)
         self._bucket_load[bucket] += 1
+        if client is not None:
+            self._client_load[client] = self._client_load.get(client, 0) + 1
         return bucket
 
     def complete(self, conn: int, bucket: int, o_low: int) -> int:
@@ -116,7 +143,7 @@ class CallIdSpace:
         original = cb.high_of(bucket) << 8 | o_low
         existing = self._translated.get(conn << 16 | original)
         if existing is not None:
-            self._unreserve(cb, bucket)
+            self._unreserve(cb, bucket, conn)
             return existing & 0xFF
         low = self._free_slot(bucket)
         translated = bucket << 8 | low
@@ -126,11 +153,13 @@ class CallIdSpace:
         cb.originals.append(original)
         return low
 
-    def allocate(self, conn: int, original: int) -> int | None:
-        """Whole-ID allocation (both bytes known)."""
+    def allocate(self, conn: int, original: int) -> int:
+        """Whole-ID allocation (both bytes known); a retransmitted request keeps its ID whatever
+        the quotas say.  :class:`CallIdsExhausted` as :meth:`reserve_high`."""
+        existing = self._translated.get(conn << 16 | original)
+        if existing is not None:
+            return existing
         bucket = self.reserve_high(conn, original >> 8)
-        if bucket is None:
-            return None
         return bucket << 8 | self.complete(conn, bucket, original & 0xFF)
 
     def free_low(self, bucket: int, preferred: int) -> int:
@@ -171,7 +200,7 @@ class CallIdSpace:
         self._slots[bucket][translated & 0xFF] = 0
         cb = self._conns[conn]
         cb.originals.remove(original)
-        self._unreserve(cb, bucket)
+        self._unreserve(cb, bucket, conn)
 
     def release_connection(self, conn: int) -> None:
         """Release every call of a connection and any reservation still open on it."""
@@ -182,13 +211,34 @@ class CallIdSpace:
             self.release(conn, original)
         for bucket, pending in cb.pending():
             self._bucket_load[bucket] -= pending
+            self._client_unload(conn, pending)
         self._conns.pop(conn, None)
+
+    def unregister(self, conn: int) -> None:
+        """The connection is gone (after :meth:`release_connection`)."""
+        self._client_of.pop(conn, None)
+
+    @property
+    def idle(self) -> bool:
+        """No call, reservation or connection left: the space can be dropped."""
+        return not self._owner and not self._conns and not self._client_of
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _unreserve(self, cb: _ConnectionBuckets, bucket: int) -> None:
+    def _unreserve(self, cb: _ConnectionBuckets, bucket: int, conn: int | None = None) -> None:
         self._bucket_load[bucket] -= 1
         cb.add_user(bucket, -1)
+        if conn is not None:
+            self._client_unload(conn, 1)
+
+    def _client_unload(self, conn: int, count: int) -> None:
+        client = self._client_of.get(conn)
+        if client is not None and count:
+            left = self._client_load.get(client, 0) - count
+            if left > 0:
+                self._client_load[client] = left
+            else:
+                self._client_load.pop(client, None)
 
     def _forget_if_unused(self, conn: int) -> None:
         cb = self._conns.get(conn)

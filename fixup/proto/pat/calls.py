@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 from typing import Callable
 
 from fixup.proto.pat.callids import CallIdSpace
-from fixup.proto.pat.config import Timeouts
+from fixup.proto.pat.config import Limits, Timeouts
 from fixup.proto.pat.model import Call, Connection
 from fixup.proto.pat.tables import CALL_TRANSITIONS, CallAction, CallEvent, CallState
 from fixup.proto.events import Event
@@ -45,10 +45,12 @@ def _ip(raw: bytes) -> str:
 class CallBook:
     """Every call of every connection, and the GRE lookups of the established ones."""
 
-    def __init__(self, emit: Emit, count: Count, randbelow: Callable[[int], int] | None = None) -> None:
+    def __init__(self, emit: Emit, count: Count, randbelow: Callable[[int], int] | None = None,
+                 limits: Limits = Limits()) -> None:
         self.emit = emit
         self.count = count
         self.randbelow = randbelow  # for the translated IDs; None: the secrets module's
+        self.limits = limits
         self.spaces: dict[bytes, CallIdSpace] = {}
         self.gre_in: dict[bytes, Call] = {}  # gre_in_key(server, translated) -> call
         self.gre_out: dict[bytes, Call] = {}  # gre_out_key(client, server, server id) -> call
@@ -57,8 +59,21 @@ class CallBook:
     def space_for(self, server: bytes) -> CallIdSpace:
         space = self.spaces.get(server)
         if space is None:
-            space = self.spaces[server] = CallIdSpace() if self.randbelow is None else CallIdSpace(self.randbelow)
+            space = self.spaces[server] = (CallIdSpace(limits=self.limits) if self.randbelow is None
+                                           else CallIdSpace(self.randbelow, self.limits))
         return space
+
+    def set_limits(self, limits: Limits) -> None:
+        """A reloaded policy: every space takes the new quotas at its next allocation."""
+        self.limits = limits
+        for space in self.spaces.values():
+            space.limits = limits
+
+    def forget_space_if_idle(self, server: bytes) -> None:
+        """A server's space with no call and no connection left goes (86 KiB each, issue 11)."""
+        space = self.spaces.get(server)
+        if space is not None and space.idle:
+            del self.spaces[server]
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -135,8 +150,10 @@ class CallBook:
             self.count("unexpected-message")
             return
         action, next_state = step
+        if next_state is not call.state or action is not CallAction.NONE:
+            call.changed = now  # a retransmitted request does not restart the setup timer
         call.state = next_state
-        call.changed = call.last_activity = now
+        call.last_activity = now
         if action is CallAction.OPEN:
             self._open(call)
         elif action is CallAction.CLOSE_GRE:

@@ -24,6 +24,17 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one inside host may hold (issue 11, our ``floodguard``): ``calls_per_connection``
+    translated Call IDs on one control connection, ``calls_per_client`` toward one server from one
+    inside address.  Past them the segment that would take one more is dropped (TCP retransmits
+    it) and counted (``call-quota-connection`` / ``call-quota-client``)."""
+
+    calls_per_connection: int = 64
+    calls_per_client: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class TrackerConfig:
     """``pat_address``: the one address all inside clients share toward the servers.
     ``control_ports``: TCP ports inspected as PPTP control connections (``fixup protocol pptp``)."""
@@ -31,3 +42,4 @@ class TrackerConfig:
     pat_address: IPv4Address
     control_ports: frozenset[int] = frozenset({1723})
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)

@@ -12,10 +12,6 @@ from fixup.errors import BadInput
 from fixup.wire.pptp import PREFIX_LENGTH, Header, parse_header
 
 
-class CallIdsExhausted(Exception):
-    """No translated Call ID is free: the segment must be dropped (TCP will retransmit it)."""
-
-
 class FieldRewrite(Protocol):
     """Decides what goes out for one 16-bit Call ID field.  ``high`` sees the original high byte
     and, when it is in the same segment, the low byte; ``low`` is called after ``high``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from fixup.proto.pat.callids import CallIdSpace
-from fixup.proto.pat.framer import CallIdsExhausted, FieldRewrite, Plan
+from fixup.proto.pat.framer import FieldRewrite, Plan
 from fixup.proto.pat.verdict import Direction
 from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, MessageType
 
@@ -50,14 +50,10 @@ class Allocate(_Field):
 
     def high(self, high: int, low: int | None) -> int:
         if low is not None:
-            translated = self.space.allocate(self.conn, high << 8 | low)
-            if translated is None:
-                raise CallIdsExhausted()
+            translated = self.space.allocate(self.conn, high << 8 | low)  # CallIdsExhausted
             self.result = translated
             return translated >> 8
         bucket = self.space.reserve_high(self.conn, high)
-        if bucket is None:
-            raise CallIdsExhausted()
         self.prefix = bucket
         return bucket
 

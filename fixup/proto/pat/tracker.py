@@ -16,16 +16,17 @@ from ipaddress import IPv4Address
 from fixup.errors import BadInput, BadReserved, NotPptpGre
 from fixup.proto.pat.calls import CallBook, gre_in_key, gre_out_key
 from fixup.proto.pat.config import TrackerConfig
-from fixup.proto.pat.framer import CallIdsExhausted, MessageFramer, Plan
+from fixup.proto.pat.callids import CallIdsExhausted
+from fixup.proto.pat.framer import MessageFramer, Plan
 from fixup.proto.pat.model import Call, ConnKey, Connection
-from fixup.proto.pat.rewrites import plan_message
+from fixup.proto.pat.rewrites import ALLOCATING, plan_message
 from fixup.proto.pat.stream import Placement, StreamDirection
 from fixup.proto.pat.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
 from fixup.proto.events import Event
 from fixup.proto.pat.verdict import ACCEPT, Direction, Verdict, drop
 from fixup.wire import ip as ipw
 from fixup.wire.gre import CALL_ID_OFFSET, FIXED_WORD_MASK, FIXED_WORD_VALUE, WORD_A, WORD_S, check_payload, parse_gre
-from fixup.wire.pptp import Header, MessageType, parse_header, parse_message
+from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, Header, MessageType, parse_header, parse_message
 from fixup.wire.pptp_messages import StartControlResult
 
 OUT, IN = Direction.OUTBOUND, Direction.INBOUND
@@ -49,7 +50,7 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig, randbelow: Callable[[int], int] | None = None) -> None:
         """``randbelow``: where translated Call IDs come from (tests pass a seeded one)."""
-        self.config = config
+        self._config = config
         self.pat = config.pat_address.packed
         pat = int(config.pat_address)
         self._pat_sum = (pat >> 16) + (pat & 0xFFFF)  # one's-complement pieces for RFC 1624
@@ -65,7 +66,17 @@ class Tracker:
         self._events: list[Event] = []
         self._next_id = 1
         self._now = 0.0
-        self.calls = CallBook(self._events.append, self._anomaly, randbelow)
+        self.calls = CallBook(self._events.append, self._anomaly, randbelow, config.limits)
+
+    @property
+    def config(self) -> TrackerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: TrackerConfig) -> None:
+        """A reload: timeouts and limits apply from now on (the PAT address and ports do not change)."""
+        self._config = config
+        self.calls.set_limits(config.limits)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -274,6 +285,7 @@ class Tracker:
     def _open_connection(self, key: ConnKey, now: float) -> Connection:
         conn_id, self._next_id = self._next_id, self._next_id + 1
         conn = Connection(conn_id, key, self.calls.space_for(key[2]), now)
+        conn.space.register(conn_id, key[0])
         conn.framer_out = MessageFramer(self, conn, OUT)
         conn.framer_in = MessageFramer(self, conn, IN)
         self.connections[key] = conn
@@ -305,10 +317,12 @@ class Tracker:
             saved = framer.checkpoint()
             try:
                 rewritten = framer.feed(data[fresh:])
-            except CallIdsExhausted:
+            except CallIdsExhausted as full:
                 framer.restore(saved)
-                self._events.append(Event("no-call-id", f"no free Call ID toward server {IPv4Address(conn.server)}: segment dropped", {"conn": conn.conn_id}))
-                return self._drop("no-free-call-id")
+                self._events.append(Event("no-call-id", f"{_REFUSALS[full.reason]} toward server "
+                                          f"{IPv4Address(conn.server)} (client {IPv4Address(conn.client)}): segment "
+                                          "dropped", {"conn": conn.conn_id, "reason": full.reason}))
+                return self._drop(full.reason)
             changed |= self._remember(stream, data, fresh, rewritten)
             stream.next_offset = end
         if not changed:
@@ -354,12 +368,24 @@ class Tracker:
             try:
                 msg = parse_message(raw, strict=False)
             except BadInput as err:  # Reserved0 (RFC 2637 section 1.4) is checked even so
+                self._release_unclaimed(conn, direction, header, raw)
                 self.message_malformed(conn, err)
                 return
         event = _control_event(header.message_type, getattr(msg, "result_code", None))
         action = self._control(conn, event, self._now, header.message_type.name)
         if action is ControlAction.TRACK_CALL:
             self.calls.on_message(conn, direction, msg, self._now)
+
+    def _release_unclaimed(self, conn: Connection, direction: Direction, header: Header, raw: bytes) -> None:
+        """A request or reply the client sent was allocated a translated ID as it streamed
+        through, but does not parse: no call claims the ID, so it goes back."""
+        if direction is not OUT or header.message_type not in ALLOCATING:
+            return
+        for offset, role in CALL_ID_FIELDS[header.message_type]:
+            if role is CallIdRole.OWN and len(raw) >= offset + 2:
+                original = int.from_bytes(raw[offset:offset + 2], "big")
+                if conn.by_original(original) is None:
+                    conn.space.release(conn.conn_id, original)
 
     def message_malformed(self, conn: Connection, err: BadInput) -> None:
         """Framer callback: a header that does not parse; the stream is passed untouched until a
@@ -388,6 +414,9 @@ class Tracker:
 
     def _forget(self, conn: Connection) -> None:
         self.connections.pop(conn.key, None)
+        conn.space.release_connection(conn.conn_id)  # no-op when its calls were released already
+        conn.space.unregister(conn.conn_id)
+        self.calls.forget_space_if_idle(conn.server)
 
     def _drop(self, reason: str) -> Verdict:
         self.drops[reason] += 1
@@ -397,6 +426,9 @@ class Tracker:
         self.anomalies[reason] += 1
 
 
+_REFUSALS = {"no-free-call-id": "no free Call ID",
+             "call-quota-connection": "calls_per_connection reached on this control connection",
+             "call-quota-client": "calls_per_client reached by this inside host"}
 _GRE_FAST = struct.Struct("!2xH2xH2xH8xIH")  # IPv4 total length, flags+fragment, checksum; GRE word, length
 
 
