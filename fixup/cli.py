@@ -150,6 +150,9 @@ def policy_summary(policy: Policy) -> str:
         f"  control queue NFQUEUE {policy.queue_num}",
         f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
         f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s",
+        f"  limits        {policy.limits.calls_per_connection} calls per connection, "
+        f"{policy.limits.calls_per_client} calls per client and server, "
+        f"{policy.limits.connections_per_client} connections per client, {policy.limits.connections} in all",
         f"  control       {policy.control_socket}",
         f"  log level     {policy.log_level}",
     ]

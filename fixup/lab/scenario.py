@@ -132,10 +132,15 @@ class Lab:
             f"    gre: {self.gre}\n"
             "    timeouts:\n"
             f"      clearing: {self.clearing_timeout:g}\n"
+            f"{self.limits_text()}"
             "runtime:\n"
             f"  control_socket: {self.socket_path}\n"
             f"  log_level: {self.log_level}\n"
         )
+
+    def limits_text(self) -> str:
+        """``fixup.pptp.limits`` lines of the policy (the defaults here)."""
+        return ""
 
     def write_policy(self) -> str:
         with open(self.policy_path, "w", encoding="utf-8") as handle:

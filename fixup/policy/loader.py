@@ -28,7 +28,7 @@ from fixup.policy.parser import (
 )
 from fixup.policy.terminate import parse_terminate
 from fixup.proto.aaa.config import AaaGroup
-from fixup.proto.pat.config import Timeouts, TrackerConfig
+from fixup.proto.pat.config import Limits, Timeouts, TrackerConfig
 from fixup.proto.vpdn.config import TerminatePolicy
 
 DEFAULT_PPTP_PORTS: tuple[int, ...] = (1723,)  # RFC 2637 section 2: the PPTP control port
@@ -43,7 +43,7 @@ REQUIRED_KEYS = {
     "outside": "interface toward the servers",
 }
 FIXUP_KEYS = ("pptp",)
-PPTP_KEYS = ("ports", "gre", "timeouts")
+PPTP_KEYS = ("ports", "gre", "timeouts", "limits")
 RUNTIME_KEYS = ("queue", "control_socket", "log_level")
 
 
@@ -60,6 +60,7 @@ class Policy:
     pat_address: IPv4Address | None = None
     pptp_ports: tuple[int, ...] = DEFAULT_PPTP_PORTS
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     gre: str = DEFAULT_GRE_MODE
     queue_num: int = DEFAULT_QUEUE_NUM
     control_socket: str = DEFAULT_CONTROL_SOCKET
@@ -75,7 +76,8 @@ class Policy:
         if address is None:
             raise ValueError("policy has no pat_address: pass the outside interface's address")
         return TrackerConfig(
-            pat_address=address, control_ports=frozenset(self.pptp_ports), timeouts=self.timeouts
+            pat_address=address, control_ports=frozenset(self.pptp_ports), timeouts=self.timeouts,
+            limits=self.limits,
         )
 
 
@@ -153,6 +155,7 @@ def build_policy(p: Parser, root: MappingNode) -> Policy:
         pat_address=p.optional(top, "pat_address", "", p.pat_address, None),
         pptp_ports=p.optional(pptp, "ports", "fixup.pptp", p.ports, DEFAULT_PPTP_PORTS),
         timeouts=p.timeouts(pptp.get("timeouts")),
+        limits=p.limits(pptp.get("limits")),
         gre=p.optional(pptp, "gre", "fixup.pptp", p.gre_mode, DEFAULT_GRE_MODE),
         queue_num=p.optional(runtime, "queue", "runtime", p.queue_num, DEFAULT_QUEUE_NUM),
         control_socket=p.optional(

@@ -14,13 +14,14 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fixup.errors import PolicyError
-from fixup.proto.pat.config import Timeouts
+from fixup.proto.pat.config import Limits, Timeouts
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 GRE_MODES = ("kernel", "queue")
 IFNAMSIZ = 16  # Linux <net/if.h>: names are at most IFNAMSIZ - 1 bytes
 UNIX_PATH_MAX = 108  # Linux sockaddr_un.sun_path, NUL terminator included
 TIMEOUT_KEYS = ("control_idle", "call_idle", "call_setup", "clearing")
+LIMIT_KEYS = ("calls_per_connection", "calls_per_client", "connections_per_client", "connections")
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -150,6 +151,12 @@ class Parser:
             name: self.seconds(value, f"fixup.pptp.timeouts.{name}") for name, value in entries.items()
         }
         return Timeouts(**values)
+
+    def limits(self, node: Node | None) -> Limits:
+        """``fixup.pptp.limits``: any of the four counts (1-1,000,000); others default."""
+        entries = self.section(node, "fixup.pptp.limits", LIMIT_KEYS)
+        return Limits(**{name: self.integer(value, f"fixup.pptp.limits.{name}", "a count 1-1000000", 1, 1_000_000)
+                         for name, value in entries.items()})
 
     def seconds(self, node: Node, key: str) -> float:
         """A positive duration: a number of seconds, or PIX-style ``H:MM:SS``."""

@@ -33,7 +33,8 @@ RESTART_ONLY_TERMINATE = {
     "listen_interface": "terminate.listen",
     "local_address": "terminate.local_address",
 }
-KEY_NAMES = {"timeouts": "fixup.pptp.timeouts", "log_level": "runtime.log_level", "aaa": "aaa"}
+KEY_NAMES = {"timeouts": "fixup.pptp.timeouts", "limits": "fixup.pptp.limits", "log_level": "runtime.log_level",
+             "aaa": "aaa"}
 IGNORED = ("source",)
 
 

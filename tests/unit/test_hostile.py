@@ -258,3 +258,49 @@ def test_an_ocrq_that_does_not_parse_gives_its_translated_id_back():
     bad[10:12] = b"\x12\x34"  # Reserved0 != 0 (RFC 2637 section 1.4)
     flow.send(OUT, bytes(bad))
     assert len(t.calls.space_for(SERVER.packed)) == 0 and t.snapshot(1.0)["calls"] == []
+
+
+# -- item 2: no state from single packets, every table bounded --------------------------------
+
+
+def test_syns_to_many_servers_are_capped_and_their_state_goes_away():
+    from ipaddress import IPv4Address
+
+    from tests.unit.flows import SYN, tcp
+
+    t = tracker(call_setup=60)
+    for n in range(2000):  # one inside host, 2,000 server addresses
+        t.handle_packet(tcp(CLIENTS[0], 20000 + n, IPv4Address(0x0B000000 + n), 1723, 1, 0, SYN), OUT, 1.0)
+    assert len(t.connections) == 256 and t.snapshot(1.0)["drops"]["connection-quota-client"] == 1744
+    assert len(t.calls.spaces) == 256
+    assert all(space._slots.count(None) == 256 for space in t.calls.spaces.values())  # nothing allocated yet
+    t.poll(62.0)  # no SCCRP within call_setup: gone, with their Call-ID spaces
+    assert t.connections == {} and t.calls.spaces == {}
+
+
+def test_segments_of_no_connection_from_outside_create_nothing():
+    from ipaddress import IPv4Address
+
+    from tests.unit.flows import PAT, SYN, tcp
+
+    t = tracker()
+    for n, flags in enumerate([ACK, SYN | ACK, RST, ACK | FIN, SYN]):  # spoofed, source port 1723
+        v = t.handle_packet(tcp(IPv4Address(0x0C000000 + n), 1723, PAT, 5000 + n, 1, 1, flags), IN, 1.0)
+        assert not v.accept and v.reason == "no-connection"
+    assert t.connections == {} and t.calls.spaces == {}
+
+
+def test_the_total_number_of_connections_is_capped():
+    import random
+
+    from fixup.proto.pat.config import Limits, TrackerConfig
+    from fixup.proto.pat.tracker import Tracker
+    from tests.unit.flows import PAT, SERVER, SYN, tcp
+
+    t = Tracker(TrackerConfig(pat_address=PAT, limits=Limits(connections=10)), randbelow=random.Random(1).randrange)
+    from ipaddress import IPv4Address
+
+    verdicts = [t.handle_packet(tcp(IPv4Address(0x0A000000 + n), 30000, SERVER, 1723, 1, 0, SYN), OUT, 1.0)
+                for n in range(12)]
+    assert [v.accept for v in verdicts] == [True] * 10 + [False] * 2
+    assert verdicts[-1].reason == "connection-quota"

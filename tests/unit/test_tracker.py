@@ -243,12 +243,14 @@ def test_garbage_desyncs_then_a_segment_starting_a_message_resyncs():
     assert tid != 0
 
 
-def test_unsynced_connection_resyncs_on_a_message_boundary():
+def test_a_connection_whose_syn_was_not_seen_is_not_tracked_and_fails_closed():
+    """Issue 11 item 2 (it used to be tracked from any segment, and passed untranslated until a
+    message boundary): no state from single packets, nothing forwarded that cannot be translated."""
     t = tracker()
     flow = Flow(t, CLIENTS[0])  # no SYN seen: e.g. the daemon restarted
-    flow.message(OUT, m.StartControlConnectionRequest())
-    flow.message(IN, m.StartControlConnectionReply())
-    assert t.snapshot(1.0)["connections"][0]["state"] == "established"
+    assert not flow.send(OUT, build_message(m.StartControlConnectionRequest())).accept
+    assert not flow.send(IN, build_message(m.StartControlConnectionReply())).accept
+    assert t.snapshot(1.0)["connections"] == [] and t.snapshot(1.0)["drops"]["no-connection"] == 2
 
 
 def test_exhausted_call_ids_drop_the_segment_until_one_is_free():

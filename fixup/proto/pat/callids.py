@@ -97,7 +97,7 @@ class CallIdSpace:
         self._owner: dict[int, int] = {}  # translated -> conn << 16 | original
         self._translated: dict[int, int] = {}  # conn << 16 | original -> translated
         self._bucket_load = [0] * BUCKETS  # live IDs + reservations per bucket
-        self._slots = [bytearray(SLOTS) for _ in range(BUCKETS)]
+        self._slots: list[bytearray | None] = [None] * BUCKETS  # a bucket's row when first used
         self._conns: dict[int, _ConnectionBuckets] = {}
 
     def __len__(self) -> int:
@@ -147,7 +147,7 @@ class CallIdSpace:
             return existing & 0xFF
         low = self._free_slot(bucket)
         translated = bucket << 8 | low
-        self._slots[bucket][low] = 1
+        self._row(bucket)[low] = 1
         self._owner[translated] = conn << 16 | original
         self._translated[conn << 16 | original] = translated
         cb.originals.append(original)
@@ -166,7 +166,7 @@ class CallIdSpace:
         """A low byte that names no live call in ``bucket`` (``preferred`` if it is free), for a
         reference to an unknown call that must not hit somebody else's."""
         slots = self._slots[bucket]
-        if not slots[preferred]:
+        if slots is None or not slots[preferred]:
             return preferred
         free = slots.find(0)
         return preferred if free < 0 else free
@@ -197,7 +197,7 @@ class CallIdSpace:
             return
         del self._owner[translated]
         bucket = translated >> 8
-        self._slots[bucket][translated & 0xFF] = 0
+        self._row(bucket)[translated & 0xFF] = 0
         cb = self._conns[conn]
         cb.originals.remove(original)
         self._unreserve(cb, bucket, conn)
@@ -257,8 +257,14 @@ class CallIdSpace:
                     break
         return best
 
+    def _row(self, bucket: int) -> bytearray:
+        row = self._slots[bucket]
+        if row is None:
+            row = self._slots[bucket] = bytearray(SLOTS)
+        return row
+
     def _free_slot(self, bucket: int) -> int:
-        slots, start = self._slots[bucket], self.randbelow(SLOTS)
+        slots, start = self._row(bucket), self.randbelow(SLOTS)
         for step in range(SLOTS):
             low = (start + step) % SLOTS
             if not slots[low]:

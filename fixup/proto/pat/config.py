@@ -25,13 +25,17 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one inside host may hold (issue 11, our ``floodguard``): ``calls_per_connection``
-    translated Call IDs on one control connection, ``calls_per_client`` toward one server from one
-    inside address.  Past them the segment that would take one more is dropped (TCP retransmits
-    it) and counted (``call-quota-connection`` / ``call-quota-client``)."""
+    """What one inside host, and all of them, may hold (issue 11, our ``floodguard``):
+    ``calls_per_connection`` translated Call IDs on one control connection, ``calls_per_client``
+    toward one server from one inside address: past them the segment that would take one more is
+    dropped (TCP retransmits it) and counted (``call-quota-connection`` / ``call-quota-client``).
+    ``connections_per_client`` and ``connections`` (in all) tracked control connections: past
+    them a new connection's SYN is dropped (``connection-quota-client`` / ``connection-quota``)."""
 
     calls_per_connection: int = 64
     calls_per_client: int = 1024
+    connections_per_client: int = 256
+    connections: int = 16384
 
 
 @dataclass(frozen=True, slots=True)

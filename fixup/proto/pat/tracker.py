@@ -59,6 +59,7 @@ class Tracker:
         self.kernel_gre = (0, 0)  # (in, out) packets of the live calls, as the kernel path last counted
         self.local_gre: set[bytes] = set()  # source + Call ID of calls this host terminates itself
         self.connections: dict[ConnKey, Connection] = {}
+        self._per_client: dict[bytes, int] = {}  # inside address -> tracked connections
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self.anomalies: Counter[str] = Counter()
@@ -106,7 +107,9 @@ class Tracker:
                 if now - conn.changed > t.clearing:
                     self._forget(conn)
                 continue
-            if now - conn.last_seen > t.control_idle:
+            idle_limit = t.control_idle if conn.state is not ControlState.IDLE \
+                and conn.state is not ControlState.WAIT_REPLY else t.call_setup  # no SCCRP yet: short
+            if now - conn.last_seen > idle_limit:
                 self._control(conn, ControlEvent.TCP_CLOSE, now, "control connection idle")
                 self._forget(conn)
                 continue
@@ -262,10 +265,15 @@ class Tracker:
             return ACCEPT
         self.counters["control_segments"] += 1
         conn = self.connections.get(key)
-        if conn is None or (conn.state is ControlState.CLOSED and direction is OUT
-                            and tcp.flags & (ipw.TCP_SYN | ipw.TCP_ACK) == ipw.TCP_SYN):
+        opening = direction is OUT and tcp.flags & (ipw.TCP_SYN | ipw.TCP_ACK) == ipw.TCP_SYN
+        if conn is None or (conn.state is ControlState.CLOSED and opening):
+            if not opening:  # state only from a SYN the inside sent: never from one packet of anyone
+                return self._drop("no-connection")
             if conn is not None:
                 self._forget(conn)
+            refusal = self._connection_refusal(key[0])
+            if refusal is not None:
+                return self._drop(refusal)
             conn = self._open_connection(key, now)
         conn.last_seen = now
         stream, other = conn.stream(direction), conn.stream(IN if direction is OUT else OUT)
@@ -282,7 +290,16 @@ class Tracker:
             self._control(conn, ControlEvent.TCP_CLOSE, now, "TCP RST" if tcp.flags & ipw.TCP_RST else "TCP FIN")
         return verdict
 
+    def _connection_refusal(self, client: bytes) -> str | None:
+        limits = self.config.limits
+        if len(self.connections) >= limits.connections:
+            return "connection-quota"
+        if self._per_client.get(client, 0) >= limits.connections_per_client:
+            return "connection-quota-client"
+        return None
+
     def _open_connection(self, key: ConnKey, now: float) -> Connection:
+        self._per_client[key[0]] = self._per_client.get(key[0], 0) + 1
         conn_id, self._next_id = self._next_id, self._next_id + 1
         conn = Connection(conn_id, key, self.calls.space_for(key[2]), now)
         conn.space.register(conn_id, key[0])
@@ -413,7 +430,13 @@ class Tracker:
         return action
 
     def _forget(self, conn: Connection) -> None:
-        self.connections.pop(conn.key, None)
+        if self.connections.pop(conn.key, None) is None:
+            return
+        left = self._per_client.get(conn.client, 1) - 1
+        if left > 0:
+            self._per_client[conn.client] = left
+        else:
+            self._per_client.pop(conn.client, None)
         conn.space.release_connection(conn.conn_id)  # no-op when its calls were released already
         conn.space.unregister(conn.conn_id)
         self.calls.forget_space_if_idle(conn.server)
