@@ -210,7 +210,7 @@ def test_translated_call_ids_are_not_predictable():
 def test_one_connection_and_one_client_are_held_to_their_quotas():
     from fixup.proto.pat.config import Limits, TrackerConfig
     from fixup.proto.pat.tracker import Tracker
-    from tests.unit.flows import PAT, Flow
+    from tests.unit.flows import PAT
     from tests.unit.test_tracker import place_call
 
     import random
@@ -304,3 +304,33 @@ def test_the_total_number_of_connections_is_capped():
                 for n in range(12)]
     assert [v.accept for v in verdicts] == [True] * 10 + [False] * 2
     assert verdicts[-1].reason == "connection-quota"
+
+
+# -- item 7: translation fails closed ------------------------------------------------------------
+
+
+def test_a_client_cannot_put_another_clients_translated_id_on_the_wire():
+    from tests.unit.test_tracker import gre_in, place_call
+
+    t = tracker()
+    victim = established(t, CLIENTS[0])
+    translated = place_call(victim, 0, 10)
+    attacker = established(t, CLIENTS[1], 41000)
+    for msg in (m.CallClearRequest(call_id=translated), m.CallDisconnectNotify(call_id=translated)):
+        assert attacker.message(OUT, msg) == b""  # used to go out verbatim, naming the victim's call
+    assert t.snapshot(1.0)["drops"]["unknown-call"] == 1 and t.snapshot(1.0)["drops"]["closed-connection"] == 1
+    assert gre_in(t, translated).accept  # the victim's call is untouched
+
+
+@pytest.mark.parametrize("pieces", [None, 1])
+def test_a_syn_in_the_middle_of_a_stream_does_not_resync_it(pieces):
+    from tests.unit.flows import SYN
+    from tests.unit.test_tracker import place_call
+
+    t = tracker()
+    flow = established(t, CLIENTS[0], pieces=pieces)
+    syn = flow.send(OUT, b"", SYN, seq=flow.cseq + 5000)
+    assert not syn.accept and syn.reason == "syn-mid-stream"
+    translated = place_call(flow, 0, 10, pieces)  # the real stream goes on, translated
+    assert translated is not None
+    assert flow.send(OUT, b"", SYN, seq=1000).accept  # the handshake's own SYN, retransmitted (ISN 1000)

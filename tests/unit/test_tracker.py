@@ -99,14 +99,15 @@ def test_retransmitted_ocrq_keeps_its_translated_id():
     assert t.snapshot(1.0)["counters"]["calls_active"] == 2
 
 
-def test_segment_after_a_gap_is_dropped_and_far_away_data_left_alone():
+def test_segment_after_a_gap_is_dropped_and_far_away_data_too():
+    """Far-away data used to pass untouched; issue 11 item 7: what cannot be placed is dropped."""
     t = tracker()
     flow = established(t, CLIENTS[0])
     data = build_message(m.OutgoingCallRequest(call_id=0))
     assert not flow.send(OUT, data[20:], seq=flow.cseq + 20).accept
     assert t.snapshot(1.0)["drops"]["out-of-order"] == 1
     far = flow.send(OUT, data, seq=flow.cseq + 2**31 + 5)
-    assert far.accept and far.packet is None
+    assert not far.accept and far.reason == "outside-window"
 
 
 @pytest.mark.parametrize("cdn_call_id", ["server", "translated"])
@@ -224,23 +225,27 @@ def test_sli_and_wen_peer_call_ids_are_translated_back():
     assert call_id_at(flow.message(OUT, m.SetLinkInfo(peer_call_id=9), 1), 12) == 9
 
 
-def test_call_messages_before_sccrp_are_not_tracked():
+def test_call_messages_before_sccrp_are_dropped_and_the_connection_closed():
+    """They used to pass untranslated; issue 11 item 7: never forwarded untranslated."""
     t = tracker()
     flow = Flow(t, CLIENTS[0]).open()
     flow.message(OUT, m.StartControlConnectionRequest())
     passed = flow.message(OUT, m.OutgoingCallRequest(call_id=0))
-    assert passed == build_message(m.OutgoingCallRequest(call_id=0))
-    assert t.snapshot(1.0)["calls"] == []
+    assert passed == b"" and t.snapshot(1.0)["drops"]["call-before-established"] == 1
+    assert t.snapshot(1.0)["calls"] == [] and t.snapshot(1.0)["connections"][0]["state"] == "closed"
 
 
-def test_garbage_desyncs_then_a_segment_starting_a_message_resyncs():
+def test_garbage_closes_the_connection_and_nothing_after_it_passes():
+    """Garbage used to desync the stream until a segment started a message, passing what came in
+    between untranslated; issue 11 item 7: the segment is dropped and the connection closed."""
     t = tracker()
     established(t, CLIENTS[1], 41000).message(OUT, m.OutgoingCallRequest(call_id=0))
     flow = established(t, CLIENTS[0])
-    assert flow.send(OUT, b"\x00\x10\x00\x01\xde\xad\xbe\xef" + bytes(8)).accept
+    garbage = flow.send(OUT, b"\x00\x10\x00\x01\xde\xad\xbe\xef" + bytes(8))
+    assert not garbage.accept and garbage.reason == "malformed-message"
     assert t.snapshot(1.0)["anomalies"]["bad-cookie"] == 1
-    tid = call_id_at(flow.message(OUT, m.OutgoingCallRequest(call_id=0)), 12)
-    assert tid != 0
+    assert flow.message(OUT, m.OutgoingCallRequest(call_id=0)) == b""
+    assert t.snapshot(1.0)["drops"]["closed-connection"] == 1
 
 
 def test_a_connection_whose_syn_was_not_seen_is_not_tracked_and_fails_closed():

@@ -26,19 +26,19 @@ import secrets
 from typing import Callable
 
 from fixup.proto.pat.config import Limits
+from fixup.proto.pat.framer import DropSegment
 
 BUCKETS = 256
 SLOTS = 256
 
 
-class CallIdsExhausted(Exception):
+class CallIdsExhausted(DropSegment):
     """No translated Call ID may be handed out: the segment must be dropped (TCP will retransmit
     it).  ``reason`` is the drop counter: ``no-free-call-id`` (the server's space is full),
     ``call-quota-connection`` or ``call-quota-client`` (:class:`fixup.proto.pat.config.Limits`)."""
 
     def __init__(self, reason: str = "no-free-call-id") -> None:
         super().__init__(reason)
-        self.reason = reason
 
 
 class _ConnectionBuckets:

@@ -12,6 +12,17 @@ from fixup.errors import BadInput
 from fixup.wire.pptp import PREFIX_LENGTH, Header, parse_header
 
 
+class DropSegment(Exception):
+    """The segment being fed cannot be forwarded as it is: the tracker restores the framer to
+    before it and drops it (``reason`` is the drop counter).  ``close``: the connection is not to
+    be trusted any more (its calls are released, later segments dropped)."""
+
+    def __init__(self, reason: str, *, close: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.close = close
+
+
 class FieldRewrite(Protocol):
     """Decides what goes out for one 16-bit Call ID field.  ``high`` sees the original high byte
     and, when it is in the same segment, the low byte; ``low`` is called after ``high``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from fixup.proto.pat.callids import CallIdSpace
-from fixup.proto.pat.framer import FieldRewrite, Plan
+from fixup.proto.pat.framer import DropSegment, FieldRewrite, Plan
 from fixup.proto.pat.verdict import Direction
 from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, MessageType
 
@@ -64,25 +64,27 @@ class Allocate(_Field):
 
 
 class Forward(_Field):
-    """Client's own Call ID referring to an existing call (CCRQ, CDN): original -> translated."""
+    """Client's own Call ID referring to an existing call (CCRQ, CDN): original -> translated.
+    An ID the connection has no call for is refused (:class:`DropSegment`): sent verbatim it
+    could name another client's translated ID toward the same server (issue 11 item 7)."""
 
     def high(self, high: int, low: int | None) -> int:
         if low is not None:
             translated = self.space.forward(self.conn, high << 8 | low)
             if translated is None:
-                self.count("unknown-call")
-                return high
+                raise DropSegment("unknown-call", close=True)
             self.result = translated
             return translated >> 8
         self.prefix = self.space.forward_high(self.conn, high)
-        return high if self.prefix is None else self.prefix
+        if self.prefix is None:
+            raise DropSegment("unknown-call", close=True)
+        return self.prefix
 
     def _low_from_prefix(self, high: int, low: int) -> int:
         translated = self.space.forward(self.conn, high << 8 | low)
-        if translated is not None:
-            return translated & 0xFF
-        self.count("unknown-call")
-        return self.space.free_low(self.prefix, low)
+        if translated is None:
+            raise DropSegment("unknown-call", close=True)
+        return translated & 0xFF
 
 
 class Reverse(_Field):

@@ -17,7 +17,7 @@ from fixup.errors import BadInput, BadReserved, NotPptpGre
 from fixup.proto.pat.calls import CallBook, gre_in_key, gre_out_key
 from fixup.proto.pat.config import TrackerConfig
 from fixup.proto.pat.callids import CallIdsExhausted
-from fixup.proto.pat.framer import MessageFramer, Plan
+from fixup.proto.pat.framer import DropSegment, MessageFramer, Plan
 from fixup.proto.pat.model import Call, ConnKey, Connection
 from fixup.proto.pat.rewrites import ALLOCATING, plan_message
 from fixup.proto.pat.stream import Placement, StreamDirection
@@ -26,7 +26,7 @@ from fixup.proto.events import Event
 from fixup.proto.pat.verdict import ACCEPT, Direction, Verdict, drop
 from fixup.wire import ip as ipw
 from fixup.wire.gre import CALL_ID_OFFSET, FIXED_WORD_MASK, FIXED_WORD_VALUE, WORD_A, WORD_S, check_payload, parse_gre
-from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, Header, MessageType, parse_header, parse_message
+from fixup.wire.pptp import CALL_ID_FIELDS, CallIdRole, Header, MessageType, parse_message
 from fixup.wire.pptp_messages import StartControlResult
 
 OUT, IN = Direction.OUTBOUND, Direction.INBOUND
@@ -280,8 +280,11 @@ class Tracker:
         if tcp.flags & ipw.TCP_ACK:
             other.acknowledge(tcp.ack)
         if tcp.flags & ipw.TCP_SYN:
-            stream.sync(tcp.seq + 1)
-            conn.framer(direction).resync()
+            if stream.synced and stream.base != (tcp.seq + 1) % 2**32:
+                return self._drop("syn-mid-stream")  # never a resync of a live stream
+            if not stream.synced:
+                stream.sync(tcp.seq + 1)
+                conn.framer(direction).resync()
         verdict = ACCEPT
         payload = packet[tcp.payload_offset:ip.total_length]
         if payload and not tcp.flags & ipw.TCP_SYN:
@@ -312,34 +315,29 @@ class Tracker:
     def _payload(self, conn: Connection, direction: Direction, packet: bytes, ip: ipw.Ipv4Header,
                  tcp: ipw.TcpHeader, payload: bytes, now: float) -> Verdict:
         stream, framer = conn.stream(direction), conn.framer(direction)
+        if conn.state is ControlState.CLOSED:
+            return self._drop("closed-connection")  # after StopCCRP, FIN, RST or a refusal
         if not stream.synced:
-            if not _starts_message(payload):
-                self.anomalies["unsynced-stream"] += 1
-                return ACCEPT
-            stream.sync(tcp.seq)
+            return self._drop("unsynced-stream")  # its SYN was not seen: nothing to translate by
         start = stream.offset_of(tcp.seq)
         end = start + len(payload)
         placement = stream.place(start, end)
         if placement is Placement.OUTSIDE:
-            self.anomalies["outside-window"] += 1
-            return ACCEPT
+            return self._drop("outside-window")
         if placement is Placement.AHEAD:
             return self._drop("out-of-order")
         data = bytearray(payload)
         changed = stream.replay(data, start, min(end, stream.next_offset))
         if placement is Placement.NEW:
             fresh = stream.next_offset - start
-            if framer.desynced and fresh == 0 and _starts_message(data):
-                framer.resync()
             saved = framer.checkpoint()
             try:
                 rewritten = framer.feed(data[fresh:])
-            except CallIdsExhausted as full:
+            except DropSegment as refused:
                 framer.restore(saved)
-                self._events.append(Event("no-call-id", f"{_REFUSALS[full.reason]} toward server "
-                                          f"{IPv4Address(conn.server)} (client {IPv4Address(conn.client)}): segment "
-                                          "dropped", {"conn": conn.conn_id, "reason": full.reason}))
-                return self._drop(full.reason)
+                return self._refuse(conn, refused, now)
+            if framer.desynced:  # a header that does not parse: nothing after it can be translated
+                return self._refuse(conn, DropSegment("malformed-message", close=True), now)
             changed |= self._remember(stream, data, fresh, rewritten)
             stream.next_offset = end
         if not changed:
@@ -348,6 +346,16 @@ class Tracker:
         out[tcp.payload_offset:ip.total_length] = data
         ipw.set_tcp_checksum(out, ip)
         return Verdict(True, bytes(out))
+
+    def _refuse(self, conn: Connection, refused: DropSegment, now: float) -> Verdict:
+        """Drop the segment; count it; close the connection when it cannot be trusted any more."""
+        if isinstance(refused, CallIdsExhausted):
+            self._events.append(Event("no-call-id", f"{_REFUSALS[refused.reason]} toward server "
+                                      f"{IPv4Address(conn.server)} (client {IPv4Address(conn.client)}): segment "
+                                      "dropped", {"conn": conn.conn_id, "reason": refused.reason}))
+        if refused.close:
+            self._control(conn, ControlEvent.TCP_CLOSE, now, refused.reason)
+        return self._drop(refused.reason)
 
     @staticmethod
     def _remember(stream: StreamDirection, data: bytearray, fresh: int, rewritten: bytearray) -> bool:
@@ -365,8 +373,11 @@ class Tracker:
 
     def plan_message(self, conn: Connection, direction: Direction, header: Header) -> Plan:
         """Framer callback: the Call ID rewrites of a message whose header just arrived."""
-        step = CONTROL_TRANSITIONS.get((conn.state, _control_event(header.message_type)))
+        event = _control_event(header.message_type)
+        step = CONTROL_TRANSITIONS.get((conn.state, event))
         if step is None or step[0] is not ControlAction.TRACK_CALL:
+            if event is ControlEvent.CALL:  # a call message before SCCRP: nothing to translate it by
+                raise DropSegment("call-before-established", close=True)
             return ()
         return plan_message(header.message_type, direction, conn.space, conn.conn_id,
                             self._anomaly, conn.server_ids())
@@ -409,7 +420,7 @@ class Tracker:
         segment starts with a valid header."""
         self.anomalies[err.reason] += 1
         self._events.append(Event("protocol-error", f"control connection {conn.conn_id}: {err}; "
-                                  "passing the rest of this stream untouched until a message starts a segment",
+                                  "segment dropped, connection closed",
                                   {"conn": conn.conn_id, "reason": err.reason}))
 
     def _control(self, conn: Connection, event: ControlEvent, now: float, why: str) -> ControlAction | None:
@@ -462,14 +473,6 @@ def _checksum(checksum: int, change: int) -> bytes:
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return (~total & 0xFFFF).to_bytes(2, "big")
-
-
-def _starts_message(data: bytes | bytearray) -> bool:
-    try:
-        parse_header(data)
-    except BadInput:
-        return False
-    return True
 
 
 def _endpoints(conn: Connection) -> str:
