@@ -13,13 +13,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from fixup.policy.aaa import parse_terminate_aaa
 from fixup.policy.parser import Parser
 from fixup.proto.aaa.config import AaaGroup
-from fixup.proto.vpdn.config import DEFAULT_MAX_SESSIONS, Encryption, TerminatePolicy
+from fixup.proto.vpdn.config import DEFAULT_MAX_SESSIONS, DialInLimits, Encryption, TerminatePolicy
 
 AUTH_METHODS = ("pap", "chap", "mschap", "mschap-v2")  # vpdn group 1 ppp authentication ...
 MSCHAP_METHODS = frozenset({"mschap", "mschap-v2"})
 MPPE_MODES = ("none", "40", "128", "auto")  # vpdn group 1 ppp encryption mppe 40|128|auto
 TERMINATE_KEYS = ("listen", "local_address", "authentication", "encryption", "pool", "dns", "wins", "users",
-                  "max_sessions", "aaa")
+                  "max_sessions", "aaa", "limits")
+LIMIT_COUNTS = ("tunnels", "tunnels_per_peer", "calls_per_tunnel")
+LIMIT_TIMES = ("sccrq_timeout", "call_timeout", "setup_timeout")
 ENCRYPTION_KEYS = ("mppe", "required", "stateless")
 STATELESS_MODES = ("auto", "always", "never")
 
@@ -51,7 +53,18 @@ def parse_terminate(p: Parser, node: Node | None, groups: Mapping[str, AaaGroup]
         max_sessions=p.optional(t, "max_sessions", "terminate",
                                 lambda n, k: p.integer(n, k, "a session count 1-65535", 1, 65535), DEFAULT_MAX_SESSIONS),
         aaa=aaa,
+        limits=_limits(p, t.get("limits")),
     )
+
+
+def _limits(p: Parser, node: Node | None) -> DialInLimits:
+    """``terminate.limits``: counts 1-65535 and timeouts in seconds; others default."""
+    entries = p.section(node, "terminate.limits", LIMIT_COUNTS + LIMIT_TIMES)
+    values: dict[str, float] = {}
+    for name, value in entries.items():
+        key = f"terminate.limits.{name}"
+        values[name] = p.integer(value, key, "a count 1-65535", 1, 65535) if name in LIMIT_COUNTS else p.seconds(value, key)
+    return DialInLimits(**values)  # type: ignore[arg-type]
 
 
 def _listen(p: Parser, node: Node) -> tuple[IPv4Address | None, str | None]:

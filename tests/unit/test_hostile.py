@@ -44,9 +44,15 @@ def test_an_incoming_call_waiting_for_the_client_can_be_cleared():
 
 
 def test_tunnel_ids_skip_live_tunnels_and_run_out_cleanly():
-    from tests.unit.test_terminate import new_server
+    import dataclasses
+    import random
 
-    server = new_server()
+    from fixup.proto.vpdn.config import DialInLimits
+    from fixup.proto.vpdn.terminate import TerminateServer
+    from tests.unit.test_terminate import LOCAL, policy
+
+    unlimited = dataclasses.replace(policy(), limits=DialInLimits(tunnels=65535, tunnels_per_peer=65535))
+    server = TerminateServer(unlimited, LOCAL, 0.0, random_bytes=random.Random(1).randbytes)
     first = server.tunnel_opened(b"\x0a\x00\x00\x01", 1000, 0.0)
     opened = {first}
     for port in range(0xFFFE):  # every other id, then one more connection than there are ids
@@ -334,3 +340,61 @@ def test_a_syn_in_the_middle_of_a_stream_does_not_resync_it(pieces):
     translated = place_call(flow, 0, 10, pieces)  # the real stream goes on, translated
     assert translated is not None
     assert flow.send(OUT, b"", SYN, seq=1000).accept  # the handshake's own SYN, retransmitted (ISN 1000)
+
+
+# -- item 5: dial-in resources before authentication --------------------------------------------
+
+
+def test_tunnels_are_capped_in_all_and_per_peer():
+    import dataclasses
+    import random
+
+    from fixup.proto.vpdn.config import DialInLimits
+    from fixup.proto.vpdn.terminate import TerminateServer
+    from tests.unit.test_terminate import LOCAL, policy
+
+    limited = dataclasses.replace(policy(), limits=DialInLimits(tunnels=5, tunnels_per_peer=3))
+    server = TerminateServer(limited, LOCAL, 0.0, random_bytes=random.Random(1).randbytes)
+    one = [server.tunnel_opened(b"\x0a\x00\x00\x01", port, 0.0) for port in range(4)]
+    assert None not in one[:3] and one[3] is None
+    other = [server.tunnel_opened(b"\x0a\x00\x00\x02", port, 0.0) for port in range(3)]
+    assert None not in other[:2] and other[2] is None
+    assert server.snapshot(0.0)["drops"] == {"tunnel-quota-peer": 1, "tunnel-quota": 1}
+
+
+def test_a_tunnel_that_never_sends_sccrq_or_a_call_is_closed():
+    from tests.unit.test_terminate import new_server
+
+    server = new_server()
+    silent = server.tunnel_opened(b"\x0a\x00\x00\x01", 1, 0.0)
+    server.poll(11.0)  # sccrq_timeout 10 s
+    assert silent not in server.tunnels
+    tid = server.tunnel_opened(b"\x0a\x00\x00\x02", 2, 20.0)
+    from fixup.wire import pptp_messages as mm
+    from fixup.wire.pptp import build_message
+
+    server.tcp_in(tid, build_message(mm.StartControlConnectionRequest()), 20.0)
+    server.poll(40.0)
+    assert tid in server.tunnels
+    server.poll(51.0)  # call_timeout 30 s
+    assert tid not in server.tunnels
+    assert server.snapshot(51.0)["drops"]["tunnel-timeout"] == 2
+
+
+def test_a_session_that_does_not_come_up_is_ended_whatever_the_client_repeats():
+    import random
+
+    from fixup.lab.ppp_client import PppClient
+    from fixup.proto.vpdn.terminate import TerminateServer
+    from tests.unit.test_terminate import LOCAL, Dialer, policy
+
+    never = TerminateServer(policy(methods="[pap]", mppe="none"), LOCAL, 0.0, random_bytes=random.Random(1).randbytes,
+                            verifier=lambda request: None)  # an answer that never comes (a dead AAA server)
+    server = never
+    d = Dialer(server, PppClient("cisco", "cisco", auth_methods=("pap",), mppe="none"))
+    assert server.calls and not d.client.up  # admitted, PAP asked: a session and an address are held
+    server.poll(30.0)
+    assert server.calls  # the client may still be typing
+    server.poll(61.0)  # setup_timeout 60 s, however often the client would repeat its PAP request
+    assert server.calls == {} and server.pool.in_use == 0
+    assert server.snapshot(61.0)["drops"]["setup-timeout"] == 1

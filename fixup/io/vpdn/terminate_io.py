@@ -22,6 +22,7 @@ from fixup.proto.vpdn.terminate_aaa import STOPPING
 log = logging.getLogger("fixup.vpdn")
 
 PPTP_PORT = 1723  # RFC 2637 section 1.3
+MAX_WRITE_BUFFER = 256 * 1024  # bytes unsent to one tunnel's peer before the tunnel is closed
 TICK = 0.05  # GRE ack delay and reorder timeout are of this order
 EVENT_LEVELS = {"debug": logging.DEBUG, "pptp-error": logging.WARNING, "call-refused": logging.WARNING,
                 "auth-failed": logging.WARNING, "aaa-refused": logging.WARNING}
@@ -201,6 +202,8 @@ class TerminateIo:
             writer = self.writers.get(tunnel_id)
             if writer is not None:
                 writer.write(data)
+                if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                    self._stalled(tunnel_id, writer)
         for tunnel_id in server.take_close():
             writer = self.writers.pop(tunnel_id, None)
             if writer is not None:
@@ -214,6 +217,14 @@ class TerminateIo:
             self.tun.write(packet)
         self._flush_aaa(events)
         self.event_log.all(events)
+
+    def _stalled(self, tunnel_id: int, writer: asyncio.StreamWriter) -> None:
+        """A peer that does not read what we send is not buffered for without end: its tunnel
+        goes (issue 11 item 5)."""
+        self.writers.pop(tunnel_id, None)
+        writer.transport.abort()
+        self.server.drops["stalled-peer"] = self.server.drops.get("stalled-peer", 0) + 1
+        self.server.tunnel_closed(tunnel_id, time.monotonic(), f"peer does not read ({MAX_WRITE_BUFFER} bytes unsent)")
 
     def _flush_aaa(self, events: list) -> None:
         server, aaa = self.server, self.aaa

@@ -14,6 +14,21 @@ DEFAULT_MAX_SESSIONS = 127  # PIX 6.x: 128 sockets, one of them the listener
 
 
 @dataclass(frozen=True, slots=True)
+class DialInLimits:
+    """What a dial-in peer may hold before it has authenticated (issue 11 item 5): tunnels in
+    all and per peer address, calls per tunnel; and how long each step may take: SCCRQ after the
+    TCP connect, the first OCRQ after SCCRP, PPP up (authentication included) after the OCRP.
+    Past them the connection is refused or ended, with a log line and a count."""
+
+    tunnels: int = 256
+    tunnels_per_peer: int = 8
+    calls_per_tunnel: int = 4
+    sccrq_timeout: float = 10.0
+    call_timeout: float = 30.0
+    setup_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Encryption:
     """``mppe``: none | 40 | 128 | auto; ``required``: end the call when the client will not
     encrypt (seed: "mppe required but not active"); ``stateless``: RFC 3078 H bit policy."""
@@ -38,6 +53,7 @@ class TerminatePolicy:
     users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     max_sessions: int = DEFAULT_MAX_SESSIONS
     aaa: TerminateAaa = TerminateAaa()
+    limits: DialInLimits = DialInLimits()
 
     @property
     def pool_size(self) -> int:

@@ -19,7 +19,7 @@ from fixup.proto.aaa import AccountingRecord, AuthContext
 from fixup.proto.auth import LocalUsers, VerifyRequest, VerifyResult, verify_locally
 from fixup.proto.vpdn.gre_channel import GreChannel
 from fixup.proto.vpdn.pool import AddressPool
-from fixup.proto.vpdn.pptp_server import PptpServerConnection, ServerConfig, ServerEvent
+from fixup.proto.vpdn.pptp_server import PptpServerConnection, ServerConfig, ServerEvent, ServerState
 from fixup.proto.ppp.session import PppSession, SessionConfig
 from fixup.proto.vpdn.terminate_aaa import OPERATOR, AaaBook, CallAaa
 from fixup.proto.vpdn.terminate_config import session_config
@@ -52,6 +52,7 @@ class Tunnel:
     conn: PptpServerConnection
     created: float
     calls: dict[int, LocalCall] = field(default_factory=dict)  # by our call id
+    had_call: bool = False  # the call deadline is for the first call only
     packets_in: int = 0
     packets_out: int = 0
     bytes_in: int = 0
@@ -76,6 +77,7 @@ class TerminateServer:
         self.aaa = AaaBook(policy.aaa, policy.encryption.mppe != "none", str(self.listen_address), random_bytes)
         self.by_session: dict[str, LocalCall] = {}  # by Acct-Session-Id (the AAA token)
         self.tunnels: dict[int, Tunnel] = {}
+        self._per_peer: dict[bytes, int] = {}  # peer address -> open tunnels
         self.calls: dict[int, LocalCall] = {}  # by our call id
         self.by_address: dict[IPv4Address, LocalCall] = {}
         self._tcp: list[tuple[int, bytes]] = []
@@ -111,10 +113,15 @@ class TerminateServer:
     def tunnel_opened(self, peer: bytes, peer_port: int, now: float) -> int | None:
         """A new TCP connection: its tunnel id, never one a live tunnel holds; None when all are
         held (the I/O closes the connection)."""
-        tunnel_id = self._pick_id(self.tunnels)
+        problem = self._tunnel_refusal(peer)
+        tunnel_id = self._pick_id(self.tunnels) if problem is None else None
         if tunnel_id is None:
             self.refused += 1
+            self._count(problem or "tunnel-ids")
+            self._events.append(Event("tunnel-refused", f"PPTP: connection from {_ip(peer)}:{peer_port} refused: "
+                                      f"{problem or 'every tunnel id in use'}", {"reason": problem}))
             return None
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         self.tunnels[tunnel_id] = Tunnel(tunnel_id, peer, peer_port, PptpServerConnection(self.server, now), now)
         self._debug(f"Tnl {tunnel_id} PPTP: Tunnel created; peer initiated ({_ip(peer)}:{peer_port})")
         return tunnel_id
@@ -132,6 +139,11 @@ class TerminateServer:
         tunnel = self.tunnels.pop(tunnel_id, None)
         if tunnel is None:
             return
+        left = self._per_peer.get(tunnel.peer, 1) - 1
+        if left > 0:
+            self._per_peer[tunnel.peer] = left
+        else:
+            self._per_peer.pop(tunnel.peer, None)
         for call in list(tunnel.calls.values()):
             call.session.lower_down(now, why)
             self._end_call(call, now, why, notify=False)
@@ -172,6 +184,22 @@ class TerminateServer:
         for tunnel in list(self.tunnels.values()):
             tunnel.conn.poll(now)
             self._drain_tunnel(tunnel, now)
+            overdue = self._overdue(tunnel, now) if tunnel.tunnel_id in self.tunnels else None
+            if overdue is not None:
+                self._count("tunnel-timeout")
+                self._events.append(Event("tunnel-timeout", f"Tnl {tunnel.tunnel_id} PPTP: {overdue}, closed",
+                                          {"tunnel": tunnel.tunnel_id, "reason": overdue}))
+                self._end_tunnel(tunnel, now, overdue)
+        setup = self.policy.limits.setup_timeout
+        for call in [c for c in self.calls.values() if c.session.phase not in ("up", "terminate", "dead")
+                     and now - c.created > setup]:
+            self._count("setup-timeout")
+            self._events.append(Event("session-timeout", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: PPP not up "
+                                      f"within {setup:g} s (phase {call.session.phase}), disconnecting",
+                                      {"call": call.call_id, "reason": "setup timeout"}))
+            call.session.close(now, f"PPP not up within {setup:g} s")
+            self._drain_call(call, now)
+            self._end_call(call, now, f"PPP not up within {setup:g} s")
         for call in list(self.calls.values()):
             expired = self.aaa.expired(call.aaa, call.session, now)
             if expired is not None and not call.session.closed and call.session.phase != "terminate":
@@ -190,14 +218,7 @@ class TerminateServer:
         """``clear vpdn tunnel ID|all``: LCP Terminate, CDN, StopCCRQ."""
         tunnels = list(self.tunnels.values()) if tunnel_id is None else [t for t in [self.tunnels.get(tunnel_id)] if t]
         for tunnel in tunnels:
-            for call in list(tunnel.calls.values()):
-                call.session.close(now, why)
-                self._drain_call(call, now)
-                self._end_call(call, now, why)
-            tunnel.conn.stop(now)
-            self._drain_tunnel(tunnel, now)
-            self._close.append(tunnel.tunnel_id)
-            self.tunnel_closed(tunnel.tunnel_id, now, why)
+            self._end_tunnel(tunnel, now, why)
         return len(tunnels)
 
     # -- AAA (RADIUS / TACACS+ answers come back here) --------------------------------------------------
@@ -313,7 +334,9 @@ class TerminateServer:
         tid = tunnel.tunnel_id
         self._debug(f"Tnl {tid} PPTP: CC I OCRQ, call id 0x{request.call_id:x}, recv win size {request.packet_recv_window_size}")
         problem = None
-        if len(self.calls) >= self.policy.max_sessions:
+        if len(tunnel.calls) >= self.policy.limits.calls_per_tunnel:
+            problem = f"calls_per_tunnel {self.policy.limits.calls_per_tunnel} reached"
+        elif len(self.calls) >= self.policy.max_sessions:
             problem = f"max_sessions {self.policy.max_sessions} reached"
         address = self.pool.allocate() if problem is None else None
         if problem is None and address is None:
@@ -331,6 +354,7 @@ class TerminateServer:
         call = LocalCall(call_id, request.call_id, tid, tunnel.peer, address, channel, session, now,
                          self.aaa.new_call(call_id, _ip(tunnel.peer), now))
         tunnel.calls[call_id] = self.calls[call_id] = call
+        tunnel.had_call = True
         self.by_address[address] = call
         self.by_session[call.aaa.context.session_id] = call
         tunnel.conn.accept_call(request, call_id)
@@ -340,6 +364,38 @@ class TerminateServer:
         self._debug(f"Tnl/Cl {tid}/{call_id} PPTP: CC O OCRP; state change wt-vacc to estabd")
         session.start(now)
         self._drain_call(call, now)
+
+    def _tunnel_refusal(self, peer: bytes) -> str | None:
+        limits = self.policy.limits
+        if len(self.tunnels) >= limits.tunnels:
+            return "tunnel-quota"
+        if self._per_peer.get(peer, 0) >= limits.tunnels_per_peer:
+            return "tunnel-quota-peer"
+        return None
+
+    def _count(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def _overdue(self, tunnel: Tunnel, now: float) -> str | None:
+        """Why an unauthenticated tunnel has had its time: no SCCRQ, or no call after SCCRP."""
+        limits, state = self.policy.limits, tunnel.conn.state
+        if state is ServerState.WAIT_SCCRQ and now - tunnel.created > limits.sccrq_timeout:
+            return f"no SCCRQ within {limits.sccrq_timeout:g} s"
+        if state is ServerState.ESTABLISHED and not tunnel.calls and not tunnel.had_call \
+                and now - tunnel.created > limits.call_timeout:
+            return f"no call within {limits.call_timeout:g} s"
+        return None
+
+    def _end_tunnel(self, tunnel: Tunnel, now: float, why: str) -> None:
+        """LCP Terminate and CDN for its calls, StopCCRQ, close (``clear vpdn``, deadlines)."""
+        for call in list(tunnel.calls.values()):
+            call.session.close(now, why)
+            self._drain_call(call, now)
+            self._end_call(call, now, why)
+        tunnel.conn.stop(now)
+        self._drain_tunnel(tunnel, now)
+        self._close.append(tunnel.tunnel_id)
+        self.tunnel_closed(tunnel.tunnel_id, now, why)
 
     def _pick_id(self, used: Container[int]) -> int | None:
         """A random id 1..65535 that ``used`` does not hold (tunnel ids; call ids, which key the
