@@ -398,3 +398,39 @@ def test_a_session_that_does_not_come_up_is_ended_whatever_the_client_repeats():
     server.poll(61.0)  # setup_timeout 60 s, however often the client would repeat its PAP request
     assert server.calls == {} and server.pool.in_use == 0
     assert server.snapshot(61.0)["drops"]["setup-timeout"] == 1
+
+
+# -- item 8: MPPE catch-up and the GRE receive window -------------------------------------------
+
+
+def test_a_forged_stateless_packet_cannot_move_the_keys():
+    import os
+
+    from fixup.errors import BadMppe
+    from tests.unit.test_mppe import ip_packet, pair
+
+    server, client = pair(128, stateless=True)
+    packets = [server.encrypt(ip_packet(n)) for n in range(4)]
+    assert client.decrypt(packets[0]) == ip_packet(0)
+    far = bytes([0x90 | 0x07, 0xFF]) + os.urandom(60)  # coherency count 2,047 ahead: 2,047 rekeys before
+    with pytest.raises(BadMppe, match="at most 256"):
+        client.decrypt(far)
+    near = bytes([0x90, 0x03]) + os.urandom(60)  # 3 ahead, garbage inside (an off-path spoofer)
+    for _ in range(20):
+        try:
+            client.decrypt(near)
+        except BadMppe:
+            pass
+    assert client.decrypt(packets[1]) == ip_packet(1)  # the real stream goes on
+    assert client.decrypt(packets[3]) == ip_packet(3)
+
+
+def test_gre_far_ahead_of_the_window_is_not_taken():
+    from fixup.proto.vpdn.gre_channel import GreChannel
+    from fixup.wire.gre import GreHeader
+
+    channel = GreChannel(7, 64, 0.0)
+    assert channel.receive(GreHeader(1, 3, 100, None), b"one", 0.0)[0] == [b"one"]
+    assert channel.receive(GreHeader(1, 3, 100 + 2**30, None), b"far", 0.0)[0] == []
+    assert channel.stats.outside_window == 1
+    assert channel.receive(GreHeader(1, 3, 101, None), b"two", 0.0)[0] == [b"two"]

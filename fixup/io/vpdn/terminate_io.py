@@ -223,7 +223,7 @@ class TerminateIo:
         goes (issue 11 item 5)."""
         self.writers.pop(tunnel_id, None)
         writer.transport.abort()
-        self.server.drops["stalled-peer"] = self.server.drops.get("stalled-peer", 0) + 1
+        self.server.count("stalled-peer")
         self.server.tunnel_closed(tunnel_id, time.monotonic(), f"peer does not read ({MAX_WRITE_BUFFER} bytes unsent)")
 
     def _flush_aaa(self, events: list) -> None:

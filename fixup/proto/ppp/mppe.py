@@ -37,6 +37,8 @@ BIT_COMPRESSED = 0x20  # C (MPPC, never negotiated here)
 BIT_ENCRYPTED = 0x10  # D
 CCOUNT_SPACE = 4096
 HEADER_LEN = 2
+_NETWORK_PROTOCOLS = (b"\x00\x21", b"\x00\x57")  # IPv4, IPv6 (RFC 1332, RFC 5072): what rides in MPPE here
+MAX_STATELESS_GAP = 256  # coherency counts one packet may skip: 256 lost in a row, not 2,047 rekeys
 
 
 class MppeOutOfSync(BadMppe):
@@ -59,6 +61,13 @@ class _KeyState:
         self.key_bits = key_bits
         self.session_key = initial_session_key(self.start_key, key_bits)
         self.rc4 = ARC4.new(self.session_key)
+
+    def copy(self) -> _KeyState:
+        """The same keys with a fresh RC4 state (stateless mode: every packet starts one)."""
+        twin = _KeyState.__new__(_KeyState)
+        twin.start_key, twin.key_bits, twin.session_key = self.start_key, self.key_bits, self.session_key
+        twin.rc4 = ARC4.new(self.session_key)
+        return twin
 
     def rekey(self) -> None:
         """RFC 3078 section 7.3: interim key by SHA-1, RC4 of it under itself, reduction."""
@@ -139,9 +148,8 @@ class MppeEngine:
         self._check_bits(bits)
         flushed = bool(bits & BIT_FLUSHED)
         if self.stateless:
-            self._catch_up_stateless(ccount)
-        else:
-            self._catch_up_stateful(ccount, flushed)
+            return self._decrypt_stateless(ccount, data[HEADER_LEN:])
+        self._catch_up_stateful(ccount, flushed)
         return self._plain(self._rx.rc4.decrypt(data[HEADER_LEN:]))
 
     def _check_bits(self, bits: int) -> None:
@@ -154,15 +162,25 @@ class MppeEngine:
         if self.stateless and not bits & BIT_FLUSHED:
             raise BadMppe("flushed bit (A) missing in stateless mode", where="MPPE", offset=0)
 
-    def _catch_up_stateless(self, ccount: int) -> None:
-        """RFC 3078 section 8.1: one key change per coherency count step, lost packets
-        included; a packet not ahead of the last one (late or repeated) is refused."""
+    def _decrypt_stateless(self, ccount: int, encrypted: bytes) -> bytes:
+        """RFC 3078 section 8.1: one key change per coherency count step, lost packets included;
+        a packet not ahead of the last one (late or repeated), or more than MAX_STATELESS_GAP
+        ahead, is refused.  The keys move on a copy and are kept only when the packet decrypts
+        to a PPP protocol: one forged packet cannot advance them past the real stream."""
         gap = (ccount - self._rx_ccount) % CCOUNT_SPACE
         if gap == 0 or gap > CCOUNT_SPACE // 2:
             raise BadMppe(f"coherency count {ccount} not after {self._rx_ccount}", where="MPPE")
+        if gap > MAX_STATELESS_GAP:
+            raise BadMppe(f"coherency count {ccount} is {gap} after {self._rx_ccount} (at most "
+                          f"{MAX_STATELESS_GAP})", where="MPPE")
+        keys = self._rx.copy()
         for _ in range(gap):
-            self._rx.rekey()
-        self._rx_ccount = ccount
+            keys.rekey()
+        inner = self._plain(keys.rc4.decrypt(encrypted))  # BadMppe: nothing committed
+        if inner[:2] not in _NETWORK_PROTOCOLS or inner[:2] == b"\x00\x21" and inner[2:3] and inner[2] >> 4 != 4:
+            raise BadMppe("decrypted packet is not IP: wrong key or forged", where="MPPE", offset=2)
+        self._rx, self._rx_ccount = keys, ccount
+        return inner
 
     def _catch_up_stateful(self, ccount: int, flushed: bool) -> None:
         """RFC 3078 sections 7.2 and 8.2, as pppd/Linux and Windows implement them: in order, or

@@ -31,13 +31,15 @@ class ChannelStats:
     duplicates: int = 0
     lost: int = 0
     window_drops: int = 0
+    outside_window: int = 0  # sequence numbers too far ahead to be the peer's (spoofed, issue 11)
 
 
 class GreChannel:
     """Sans-I/O: GRE packets (header + payload, no IP header) in and out, PPP payloads delivered."""
 
     def __init__(self, peer_call_id: int, peer_window: int, now: float, *, reorder_slots: int = 16,
-                 reorder_timeout: float = 0.1, ack_delay: float = 0.05, backlog: int = 64) -> None:
+                 reorder_timeout: float = 0.1, ack_delay: float = 0.05, backlog: int = 64,
+                 accept_ahead: int = 1024) -> None:
         self.peer_call_id = peer_call_id  # goes in the Key of what we send
         self.peer_window = max(1, peer_window)
         self.next_send = 0  # our next sequence number
@@ -51,6 +53,9 @@ class GreChannel:
         self.reorder_slots, self.reorder_timeout, self.ack_delay, self.backlog = (
             reorder_slots, reorder_timeout, ack_delay, backlog)
         self.stats = ChannelStats()
+        # how far ahead of the next expected number a packet may be: our announced window (64)
+        # with room for lost packets and acknowledgments, not 2**31 (RFC 2637 section 4.4)
+        self.accept_ahead = accept_ahead
         self.last_received = now
 
     # -- sending ------------------------------------------------------------------------------
@@ -100,6 +105,9 @@ class GreChannel:
             return []
         if seq in self.held:
             self.stats.duplicates += 1
+            return []
+        if (seq - self.expected) % SEQ_MOD > self.accept_ahead:
+            self.stats.outside_window += 1
             return []
         if seq != self.expected:
             self.stats.out_of_order += 1

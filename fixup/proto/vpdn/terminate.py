@@ -117,7 +117,7 @@ class TerminateServer:
         tunnel_id = self._pick_id(self.tunnels) if problem is None else None
         if tunnel_id is None:
             self.refused += 1
-            self._count(problem or "tunnel-ids")
+            self.count(problem or "tunnel-ids")
             self._events.append(Event("tunnel-refused", f"PPTP: connection from {_ip(peer)}:{peer_port} refused: "
                                       f"{problem or 'every tunnel id in use'}", {"reason": problem}))
             return None
@@ -186,14 +186,14 @@ class TerminateServer:
             self._drain_tunnel(tunnel, now)
             overdue = self._overdue(tunnel, now) if tunnel.tunnel_id in self.tunnels else None
             if overdue is not None:
-                self._count("tunnel-timeout")
+                self.count("tunnel-timeout")
                 self._events.append(Event("tunnel-timeout", f"Tnl {tunnel.tunnel_id} PPTP: {overdue}, closed",
                                           {"tunnel": tunnel.tunnel_id, "reason": overdue}))
                 self._end_tunnel(tunnel, now, overdue)
         setup = self.policy.limits.setup_timeout
         for call in [c for c in self.calls.values() if c.session.phase not in ("up", "terminate", "dead")
                      and now - c.created > setup]:
-            self._count("setup-timeout")
+            self.count("setup-timeout")
             self._events.append(Event("session-timeout", f"Tnl/Cl {call.tunnel_id}/{call.call_id} PPTP: PPP not up "
                                       f"within {setup:g} s (phase {call.session.phase}), disconnecting",
                                       {"call": call.call_id, "reason": "setup timeout"}))
@@ -373,7 +373,8 @@ class TerminateServer:
             return "tunnel-quota-peer"
         return None
 
-    def _count(self, reason: str) -> None:
+    def count(self, reason: str) -> None:
+        """One more drop or refusal of ``reason`` (``show vpdn``)."""
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def _overdue(self, tunnel: Tunnel, now: float) -> str | None:
