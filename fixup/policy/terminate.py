@@ -20,8 +20,8 @@ MSCHAP_METHODS = frozenset({"mschap", "mschap-v2"})
 MPPE_MODES = ("none", "40", "128", "auto")  # vpdn group 1 ppp encryption mppe 40|128|auto
 TERMINATE_KEYS = ("listen", "local_address", "authentication", "encryption", "pool", "dns", "wins", "users",
                   "max_sessions", "aaa", "limits")
-LIMIT_COUNTS = ("tunnels", "tunnels_per_peer", "calls_per_tunnel")
-LIMIT_TIMES = ("sccrq_timeout", "call_timeout", "setup_timeout")
+LIMIT_COUNTS = ("tunnels", "tunnels_per_peer", "calls_per_tunnel", "auth_failures")
+LIMIT_TIMES = ("sccrq_timeout", "call_timeout", "setup_timeout", "auth_hold_down")
 ENCRYPTION_KEYS = ("mppe", "required", "stateless")
 STATELESS_MODES = ("auto", "always", "never")
 

@@ -434,3 +434,32 @@ def test_gre_far_ahead_of_the_window_is_not_taken():
     assert channel.receive(GreHeader(1, 3, 100 + 2**30, None), b"far", 0.0)[0] == []
     assert channel.stats.outside_window == 1
     assert channel.receive(GreHeader(1, 3, 101, None), b"two", 0.0)[0] == [b"two"]
+
+
+# -- item 13: authentication throttling and equal timing ---------------------------------------
+
+
+def test_an_unknown_user_costs_the_same_work_as_a_wrong_password(monkeypatch):
+    from fixup.proto.auth import credentials
+
+    calls = []
+    real = credentials._CHECKERS[credentials.MSCHAP_V2]
+    monkeypatch.setitem(credentials._CHECKERS, credentials.MSCHAP_V2, lambda r, pw: calls.append(pw) or real(r, pw))
+    users = credentials.LocalUsers({"cisco": "cisco"})
+    request = credentials.VerifyRequest(credentials.MSCHAP_V2, "nobody", {
+        "authenticator_challenge": bytes(16), "peer_challenge": bytes(16), "nt_response": bytes(24)})
+    assert not credentials.verify_locally(request, users).ok
+    assert not credentials.verify_locally(credentials.VerifyRequest(credentials.MSCHAP_V2, "cisco", request.data), users).ok
+    assert len(calls) == 2 and calls[1] == "cisco" and calls[0] not in ("", "cisco")
+
+
+def test_a_peer_that_keeps_failing_is_held_down():
+    from tests.unit.test_terminate import CLIENT, dial, new_server
+
+    server = new_server(mppe="none")
+    for _ in range(5):
+        assert not dial(server, password="guess", mppe="none").client.up
+    assert not dial(server, mppe="none").client.up  # even the right password waits
+    assert server.snapshot(0.0)["drops"]["auth-held-down"] >= 1
+    server.failures.held_down(CLIENT, 1e9)  # a minute later (the dialer's clock restarts at 0)
+    assert dial(server, mppe="none").client.up

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -108,11 +109,10 @@ def _fail(message: str = FAILED_MESSAGE) -> VerifyResult:
 
 def verify_locally(request: VerifyRequest, users: LocalUsers) -> VerifyResult:
     """Check ``request`` against local users, purely; unknown users and wrong passwords get
-    the same answer."""
+    the same answer after the same work: an unknown user is checked against a password nobody
+    has, so the time taken does not tell which names exist (issue 11 item 13)."""
     account = users.account_for(request.username)
-    if account is None:
-        return _fail()
-    password = users.password_for(account) or ""
+    password = (users.password_for(account) or "") if account is not None else _NOBODYS_PASSWORD
     checker = _CHECKERS.get(request.method)
     if checker is None:
         return _fail(f"unsupported method {request.method}")
@@ -120,8 +120,8 @@ def verify_locally(request: VerifyRequest, users: LocalUsers) -> VerifyResult:
         result = checker(request, password)
     except (KeyError, TypeError, ValueError):
         return _fail("malformed verification request")
-    if not result.ok:
-        return result
+    if not result.ok or account is None:
+        return result if not result.ok else _fail()
     return VerifyResult(True, result.message, result.keys, result.authenticator_response, account)
 
 
@@ -186,6 +186,8 @@ def _check_mschap_v2(request: VerifyRequest, password: str) -> VerifyResult:
     keys = crypto.mschap2_mppe_keys(password_hash, nt_response)
     return VerifyResult(True, keys=keys, authenticator_response=answer)
 
+
+_NOBODYS_PASSWORD = secrets.token_urlsafe(12)  # per process: no request can know it
 
 _CHECKERS = {
     PAP: _check_pap,

@@ -18,7 +18,8 @@ class DialInLimits:
     """What a dial-in peer may hold before it has authenticated (issue 11 item 5): tunnels in
     all and per peer address, calls per tunnel; and how long each step may take: SCCRQ after the
     TCP connect, the first OCRQ after SCCRP, PPP up (authentication included) after the OCRP.
-    Past them the connection is refused or ended, with a log line and a count."""
+    Past them the connection is refused or ended, with a log line and a count.  A peer that fails
+    ``auth_failures`` logins in ``auth_hold_down`` seconds is refused calls for that long."""
 
     tunnels: int = 256
     tunnels_per_peer: int = 8
@@ -26,6 +27,8 @@ class DialInLimits:
     sccrq_timeout: float = 10.0
     call_timeout: float = 30.0
     setup_timeout: float = 60.0
+    auth_failures: int = 5  # this many failed logins from one peer address within auth_hold_down ...
+    auth_hold_down: float = 60.0  # ... and its new calls are refused until this long after the last
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from fixup.proto.vpdn.pptp_server import PptpServerConnection, ServerConfig, Ser
 from fixup.proto.ppp.session import PppSession, SessionConfig
 from fixup.proto.vpdn.terminate_aaa import OPERATOR, AaaBook, CallAaa
 from fixup.proto.vpdn.terminate_config import session_config
+from fixup.proto.vpdn.throttle import FailureBudget
 from fixup.proto.events import Event
 from fixup.wire import pptp_messages as m
 from fixup.wire.gre import parse_gre
@@ -78,6 +79,7 @@ class TerminateServer:
         self.by_session: dict[str, LocalCall] = {}  # by Acct-Session-Id (the AAA token)
         self.tunnels: dict[int, Tunnel] = {}
         self._per_peer: dict[bytes, int] = {}  # peer address -> open tunnels
+        self.failures = FailureBudget(policy.limits.auth_failures, policy.limits.auth_hold_down)
         self.calls: dict[int, LocalCall] = {}  # by our call id
         self.by_address: dict[IPv4Address, LocalCall] = {}
         self._tcp: list[tuple[int, bytes]] = []
@@ -98,6 +100,7 @@ class TerminateServer:
         if self._own_verifier:
             self.verifier = _local_verifier(policy)
         self.session_config = session_config(policy, self.local_address)
+        self.failures.limit, self.failures.window = policy.limits.auth_failures, policy.limits.auth_hold_down
         self.aaa.reconfigure(policy.aaa, policy.encryption.mppe != "none")
         self.pool = AddressPool(*policy.pool, reserved=frozenset({self.local_address}))
         for address, call in self.by_address.items():
@@ -334,7 +337,11 @@ class TerminateServer:
         tid = tunnel.tunnel_id
         self._debug(f"Tnl {tid} PPTP: CC I OCRQ, call id 0x{request.call_id:x}, recv win size {request.packet_recv_window_size}")
         problem = None
-        if len(tunnel.calls) >= self.policy.limits.calls_per_tunnel:
+        held = self.failures.held_down(tunnel.peer, now)
+        if held is not None:
+            problem = f"authentication failures from {_ip(tunnel.peer)}: held down for {held:.0f} s"
+            self.count("auth-held-down")
+        elif len(tunnel.calls) >= self.policy.limits.calls_per_tunnel:
             problem = f"calls_per_tunnel {self.policy.limits.calls_per_tunnel} reached"
         elif len(self.calls) >= self.policy.max_sessions:
             problem = f"max_sessions {self.policy.max_sessions} reached"
@@ -440,6 +447,7 @@ class TerminateServer:
         tid, cid = call.tunnel_id, call.call_id
         if kind == "up":
             call.announced = True
+            self.failures.succeeded(call.peer)
             self.aaa.link_up(call.aaa, call.session, call.address, now)
             strength = f"{call.session.mppe_key_length} bits" if call.session.mppe_key_length else "None"
             self._events.append(Event("tunnel-created", (
@@ -448,6 +456,7 @@ class TerminateServer:
                 f"username is {call.session.username or 'Unknown'}, MPPE_key_strength is {strength}"),
                 {"tunnel": tid, "call": cid, "user": call.session.username, "address": str(call.address)}))
         elif kind == "auth-failed":
+            self.failures.failed(call.peer, now)
             self._events.append(Event("auth-failed", f"603103: PPP virtual interface {cid} - {text}", {"call": cid}))
         elif kind == "down":
             self._events.append(Event("session-down", f"PPTP: Call id {cid}, tunnel {tid}, reason: {text}",
