@@ -17,7 +17,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev
 	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static \
 	freeradius freeradius-utils
 
-.PHONY: help setup packages lab bench test unit netns interop clean
+.PHONY: help setup packages lab bench test unit netns hostile interop fuzz clean
 
 help:
 	@echo "make lab    live demo of the gateway in network namespaces"
@@ -25,6 +25,7 @@ help:
 	@echo "make test   the whole test suite (all tiers)"
 	@echo "make unit   unit tests only (-m unit)"
 	@echo "make netns  network-namespace tests only (-m netns, root)"
+	@echo "make hostile  floods and malformed input against the real daemon (-m hostile, root)"
 	@echo "make interop  VM interop tests against pppd/pptp-linux/pptpd only (-m interop, root)"
 	@echo "make setup  Debian packages (if missing) and $(VENV)"
 	@echo "make clean  remove $(VENV) and caches"
@@ -69,6 +70,9 @@ unit: setup
 
 netns: setup
 	$(VENV)/bin/pytest -m netns $(PYTEST_ARGS)
+
+hostile: setup
+	$(VENV)/bin/pytest -m hostile $(PYTEST_ARGS)
 
 # One VM boot (virtme-ng, qemu TCG) runs every scenario of tests/interop; see tests/interop/conftest.py.
 interop: setup

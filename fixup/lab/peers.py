@@ -7,6 +7,7 @@ Run inside network namespaces as subprocesses::
                                      [--segment-sizes 1-3] [--gre-count 5] [--clear] [--hold]
     python -m fixup.lab.peers garbage --server 192.0.2.10 [--port 1723]
     python -m fixup.lab.peers gre-inject --to 192.0.2.1 --call-id 4096 [--count 1]
+    python -m fixup.lab.peers storm --server 192.0.2.10 [--count 1000]
     python -m fixup.lab.peers gre-listen [--timeout 2]
     python -m fixup.lab.peers dial --server 192.0.2.10 --user U --password P [--auth ...] [--mppe ...]
                                    [--tun NAME] [--route CIDR] [--ping ADDR]
@@ -28,11 +29,12 @@ import sys
 import time
 from collections.abc import Sequence
 
-from fixup.lab.peer_io import PPTP_PORT, REPLY_TIMEOUT, RESET_LINGER, GreSocket, connect, emit
+from fixup.lab.peer_io import PPTP_PORT, REPLY_TIMEOUT, RESET_LINGER, ControlChannel, GreSocket, connect, emit
 from fixup.lab.peers_client import run_client
 from fixup.lab.peers_server import run_server
 from fixup.lab.pptp_dialer import add_dial_arguments, add_sink_arguments, run_dial, run_sink
-from fixup.wire.pptp import StartControlConnectionRequest, build_message
+from fixup.lab.pptp_peer import PnsConnection
+from fixup.wire.pptp import MessageType, StartControlConnectionRequest, build_message
 
 
 # --- misbehaving peers ----------------------------------------------------------------------
@@ -104,6 +106,34 @@ def _drain(sock: socket.socket, wait: float) -> int:
             break
         total += len(chunk)
     return total
+
+
+def run_storm(args: argparse.Namespace) -> int:
+    """Hostile tests: one control connection, then ``--count`` OCRQs with distinct Call IDs back
+    to back; how many were answered within ``--wait`` seconds."""
+    pns = PnsConnection(name=b"storm")
+    channel = ControlChannel(connect(args.server, args.port, args.timeout))
+    answered = 0
+    try:
+        channel.send(pns.start())
+        channel.expect(MessageType.SCCRP, args.timeout)
+        try:  # a gateway that drops the storm's segments stalls the stream: send what goes
+            channel.send_bytes(b"".join(build_message(pns.place(call_id)) for call_id in range(args.count)))
+        except TimeoutError:
+            pass
+        deadline = time.monotonic() + args.wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = channel.receive(remaining)
+            except TimeoutError:
+                break
+            if msg is None:
+                break
+            answered += pns.receive(msg).kind == "call-up"
+    finally:
+        channel.close(reset=True)
+    emit(result="storm", ok=True, sent=args.count, answered=answered)
+    return 0
 
 
 def run_gre_inject(args: argparse.Namespace) -> int:
@@ -204,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     inject.add_argument("--sequence", type=int, default=0)
     inject.add_argument("--payload", default="stale")
 
+    storm = modes.add_parser("storm", help="one control connection, then many OCRQs at once")
+    storm.add_argument("--server", required=True)
+    storm.add_argument("--port", type=int, default=PPTP_PORT)
+    storm.add_argument("--count", type=int, default=1000)
+    storm.add_argument("--timeout", type=float, default=REPLY_TIMEOUT)
+    storm.add_argument("--wait", type=float, default=3.0, help="seconds to count the answers")
+
     listen = modes.add_parser("gre-listen", help="print enhanced GRE arriving for a while")
     listen.add_argument("--timeout", type=float, default=2.0)
 
@@ -222,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_garbage(args)
     if args.mode == "gre-inject":
         return run_gre_inject(args)
+    if args.mode == "storm":
+        return run_storm(args)
     if args.mode in ("dial", "sink"):
         return run_dial(args) if args.mode == "dial" else run_sink(args)
     return run_gre_listen(args)

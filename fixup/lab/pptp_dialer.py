@@ -77,6 +77,8 @@ class DialOptions:
     timeout: float = 10.0
     hold: bool = False
     hold_timeout: float = 60.0
+    again: bool = False  # the workload once more after the hold
+    spoof: tuple[str, str] | None = None  # (source, count): packets from an address not ours first
 
 
 # -- the TUN device -----------------------------------------------------------------------------
@@ -172,9 +174,16 @@ class Dialer:
              dns=[str(a) for a in self.client.dns], auth=self.client.auth_method,
              mppe=mppe.key_length if mppe else None, stateless=mppe.stateless if mppe else None,
              mppe_bits=mppe.bits if mppe else None)
+        if options.spoof is not None:
+            self._spoof(*options.spoof)
         self._run_workload()
         if options.hold:
             self._hold()
+            if options.again:  # the session still works after what happened during the hold
+                first = {key: self.result.pop(key) for key in ("ping", "transfer") if key in self.result}
+                self._run_workload()
+                self.result["again"] = {key: self.result.pop(key) for key in ("ping", "transfer") if key in self.result}
+                self.result.update(first)
 
     # -- control connection (RFC 2637 section 2) ---------------------------------------------------
 
@@ -353,6 +362,15 @@ class Dialer:
             except OSError as err:
                 self.result["transfer"] = {"bytes": size, "sha256_ok": False, "error": str(err)}
 
+    def _spoof(self, source: str, count: str) -> None:
+        """Hostile tests: ``count`` IPv4/UDP packets from ``source`` (not our address) into the
+        link, as a client would that tries to pass for another one."""
+        assert self.client.peer_address is not None
+        for n in range(int(count)):
+            self.client.ip_out(udp_packet(source, str(self.client.peer_address), b"spoof %d" % n), time.monotonic())
+        self.pump_until(lambda: False, time.monotonic() + 0.5)
+        emit(event="spoofed", source=source, count=int(count))
+
     def _hold(self) -> None:
         """Keep bridging until a line or EOF on stdin (or the hold timeout)."""
         emit(event="holding", address=str(self.client.address))
@@ -401,6 +419,7 @@ class Dialer:
             "mppe_bits": mppe.bits if mppe else None, "stateless": mppe.stateless if mppe else None,
             "call_id": self.options.call_id, "server_call_id": self.server_call_id,
             "ping": ping_result, "transfer": transfer_result,
+            **({"again": self.result["again"]} if "again" in self.result else {}),
             "failure": client.failure or error or self.call_lost,
             "stats": {**self.stats, **{k: v for k, v in client.stats.items() if v},
                       **({f"channel_{k}": v for k, v in asdict(self.channel.stats).items()} if self.channel else {})},
@@ -462,6 +481,16 @@ def transfer(address: str, port: int, size: int, timeout: float) -> dict[str, An
         while chunk := sock.recv(4096):
             answer += chunk
     return {"bytes": size, "sha256_ok": answer.decode("ascii", "replace").strip() == digest.hexdigest()}
+
+
+def udp_packet(source: str, destination: str, payload: bytes) -> bytes:
+    """One IPv4/UDP packet (RFC 791, RFC 768; UDP checksum 0) for --spoof."""
+    from fixup.wire.ip import internet_checksum
+
+    udp = struct.pack("!HHHH", 9, 9, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(source), socket.inet_aton(destination))
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:] + udp
 
 
 # -- sink: the inside host's end of --transfer --------------------------------------------------
@@ -528,6 +557,9 @@ def add_dial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--hold", action="store_true", help="keep the tunnel until a line or EOF on stdin")
     parser.add_argument("--hold-timeout", type=float, default=60.0)
+    parser.add_argument("--again", action="store_true", help="after the hold: --ping / --transfer once more")
+    parser.add_argument("--spoof", nargs=2, metavar=("SOURCE", "COUNT"), default=None,
+                        help="first send COUNT packets from SOURCE, an address that is not ours")
 
 
 def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
@@ -546,7 +578,7 @@ def dial_options(args: argparse.Namespace) -> DialOptions:
         auth=tuple(name for name in args.auth.split(",") if name), mppe=args.mppe,
         stateless={"yes": True, "no": False, "any": None}[args.stateless], tun=args.tun, routes=list(args.route),
         ping=args.ping, transfer=transfer_arg, call_id=args.call_id, timeout=args.timeout, hold=args.hold,
-        hold_timeout=args.hold_timeout)
+        hold_timeout=args.hold_timeout, again=args.again, spoof=tuple(args.spoof) if args.spoof else None)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
