@@ -26,6 +26,7 @@ help:
 	@echo "make unit   unit tests only (-m unit)"
 	@echo "make netns  network-namespace tests only (-m netns, root)"
 	@echo "make hostile  floods and malformed input against the real daemon (-m hostile, root)"
+	@echo "make fuzz   mutated input into every pure entry point (FUZZ_INPUTS=10000000 for a full run)"
 	@echo "make interop  VM interop tests against pppd/pptp-linux/pptpd only (-m interop, root)"
 	@echo "make setup  Debian packages (if missing) and $(VENV)"
 	@echo "make clean  remove $(VENV) and caches"
@@ -70,6 +71,11 @@ unit: setup
 
 netns: setup
 	$(VENV)/bin/pytest -m netns $(PYTEST_ARGS)
+
+# Mutated input into every pure entry point; FUZZ_INPUTS=10000000 for a full run.
+FUZZ_INPUTS ?= 1000000
+fuzz: setup
+	$(VENV)/bin/fixup fuzz --inputs $(FUZZ_INPUTS)
 
 hostile: setup
 	$(VENV)/bin/pytest -m hostile $(PYTEST_ARGS)

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("lab", help="lab scenarios (arguments passed through)", add_help=False)
     sub.add_parser("bench", help="benchmark against plain routing and the kernel helper (arguments passed through)",
                    add_help=False)
+    sub.add_parser("fuzz", help="mutated input into every pure entry point (arguments passed through)", add_help=False)
     return parser
 
 
@@ -65,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _lab(args_list[1:])
     if args_list[:1] == ["bench"]:
         return _bench(args_list[1:])
+    if args_list[:1] == ["fuzz"]:
+        from fixup.fuzz import main as fuzz_main
+
+        return fuzz_main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         return _dispatch(args)
