@@ -99,15 +99,22 @@ def test_wrong_password_fails_and_frees_the_address(lab: TerminateLab) -> None:
     assert "auth" in lab.daemon_log(200).lower()
 
 
-def test_show_vpdn_lists_a_held_session(lab: TerminateLab) -> None:
+def held_dial(lab: TerminateLab, auth: str, mppe: str, hold: float) -> subprocess.Popen[str]:
+    """A dialer (user cisco) from the outside host holding its session until its stdin closes."""
     proc = lab.topology.popen(lab.topology.server, [*PEERS, "dial", "--server", PAT_ADDRESS, "--user", "cisco",
-                                                    "--password", "cisco", "--auth", "mschap-v2", "--mppe", "require-128",
-                                                    "--hold", "--hold-timeout", "20"],
+                                                    "--password", "cisco", "--auth", auth, "--mppe", mppe,
+                                                    "--hold", "--hold-timeout", str(hold)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if '"holding"' in line or '"result"' in line:
+            break
+    return proc
+
+
+def test_show_vpdn_lists_a_held_session(lab: TerminateLab) -> None:
+    proc = held_dial(lab, "mschap-v2", "require-128", 20)
     try:
-        for line in proc.stdout:
-            if '"holding"' in line or '"result"' in line:
-                break
         text = lab.fixup_cli("show", "vpdn").stdout
         assert "Total tunnels=1 sessions=1" in text and "Session username is cisco, state is up" in text, text
         assert "MPPE 128 bits" in text
@@ -123,14 +130,8 @@ def test_a_reload_keeps_the_held_session_and_applies_to_the_next(lab: TerminateL
     """Issue 12 item 1 for dial-in: new users and a new authentication order reach new sessions
     through ``fixup reload``; the session held across it stays up."""
     original = lab.policy_text()
-    proc = lab.topology.popen(lab.topology.server, [*PEERS, "dial", "--server", PAT_ADDRESS, "--user", "cisco",
-                                                    "--password", "cisco", "--auth", "pap", "--mppe", "none",
-                                                    "--hold", "--hold-timeout", "30"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = held_dial(lab, "pap", "none", 30)
     try:
-        for line in proc.stdout:
-            if '"holding"' in line or '"result"' in line:
-                break
         with open(lab.policy_path, "w", encoding="utf-8") as f:
             f.write(original.replace("users: {cisco: cisco}", "users: {cisco: cisco, bob: b0b}")
                     .replace("authentication: [pap, chap, mschap, mschap-v2]", "authentication: [mschap-v2]"))
