@@ -407,9 +407,11 @@ def test_a_forged_stateless_packet_cannot_move_the_keys():
     import os
 
     from fixup.errors import BadMppe
-    from tests.unit.test_mppe import ip_packet, pair
+    from fixup.proto.ppp.mppe import MppeEngine
+    from tests.unit.test_mppe import SERVER_RECV, SERVER_SEND, ip_packet
 
-    server, client = pair(128, stateless=True)
+    server = MppeEngine(SERVER_SEND, SERVER_RECV, 128, True)
+    client = MppeEngine(SERVER_RECV, SERVER_SEND, 128, True, ip_only=True)
     packets = [server.encrypt(ip_packet(n)) for n in range(4)]
     assert client.decrypt(packets[0]) == ip_packet(0)
     far = bytes([0x90 | 0x07, 0xFF]) + os.urandom(60)  # coherency count 2,047 ahead: 2,047 rekeys before
@@ -463,3 +465,21 @@ def test_a_peer_that_keeps_failing_is_held_down():
     assert server.snapshot(0.0)["drops"]["auth-held-down"] >= 1
     server.failures.held_down(CLIENT, 1e9)  # a minute later (the dialer's clock restarts at 0)
     assert dial(server, mppe="none").client.up
+
+
+def test_a_forged_stateful_packet_leaves_the_stream_where_it_was():
+    import os
+
+    from fixup.errors import BadMppe
+    from fixup.proto.ppp.mppe import MppeEngine
+    from tests.unit.test_mppe import SERVER_RECV, SERVER_SEND, ip_packet
+
+    server = MppeEngine(SERVER_SEND, SERVER_RECV, 128, False)
+    client = MppeEngine(SERVER_RECV, SERVER_SEND, 128, False, ip_only=True)
+    real = [server.encrypt(ip_packet(n)) for n in range(300)]  # past a flag packet (count 0xff)
+    for n, packet in enumerate(real):
+        if n in (3, 200, 255):  # a forged packet with the very next coherency count, before the real one
+            forged = packet[:2] + os.urandom(len(packet) - 2)
+            with pytest.raises(BadMppe):
+                client.decrypt(forged)
+        assert client.decrypt(packet) == ip_packet(n)

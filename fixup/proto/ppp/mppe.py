@@ -51,7 +51,7 @@ class MppeOutOfSync(BadMppe):
 class _KeyState:
     """One direction's start key, current session key and RC4 state (RFC 3078 section 7)."""
 
-    __slots__ = ("start_key", "key_bits", "session_key", "rc4")
+    __slots__ = ("start_key", "key_bits", "session_key", "rc4", "used")
 
     def __init__(self, start_key: bytes, key_bits: int) -> None:
         length = KEY_BYTES[key_bits]
@@ -61,12 +61,21 @@ class _KeyState:
         self.key_bits = key_bits
         self.session_key = initial_session_key(self.start_key, key_bits)
         self.rc4 = ARC4.new(self.session_key)
+        self.used = 0  # keystream bytes consumed under this session key (stateful mode)
+
+    def rewind(self, session_key: bytes, used: int) -> None:
+        """Back to ``used`` bytes into ``session_key``'s keystream: undoes a packet that did not
+        decrypt (stateful mode; costs at most the bytes of one key epoch, on the failure path only)."""
+        self.session_key, self.used = session_key, used
+        self.rc4 = ARC4.new(session_key)
+        if used:
+            self.rc4.encrypt(bytes(used))
 
     def copy(self) -> _KeyState:
         """The same keys with a fresh RC4 state (stateless mode: every packet starts one)."""
         twin = _KeyState.__new__(_KeyState)
         twin.start_key, twin.key_bits, twin.session_key = self.start_key, self.key_bits, self.session_key
-        twin.rc4 = ARC4.new(self.session_key)
+        twin.rc4, twin.used = ARC4.new(self.session_key), 0
         return twin
 
     def rekey(self) -> None:
@@ -74,6 +83,7 @@ class _KeyState:
         interim = get_new_key_from_sha(self.start_key, self.session_key, len(self.start_key))
         self.session_key = reduce_session_key(ARC4.new(interim).encrypt(interim), self.key_bits)
         self.rc4 = ARC4.new(self.session_key)
+        self.used = 0
 
 
 def _valid_protocol(protocol: int) -> bool:
@@ -86,13 +96,17 @@ class MppeEngine:
 
     ``send_key``/``recv_key``: this side's start keys (for the server, ``MppeKeys.start_keys``
     of the authenticator).  ``key_bits``: 40, 56 or 128.  ``stateless``: the CCP option's H
-    bit (RFC 3078 section 2.1)."""
+    bit (RFC 3078 section 2.1).  ``ip_only``: a received packet counts as decrypted (and moves
+    the key state) only when it is IPv4 or IPv6 inside -- what the dial-in server carries; the
+    RFC 3079 test vectors carry text."""
 
-    def __init__(self, send_key: bytes, recv_key: bytes, key_bits: int, stateless: bool) -> None:
+    def __init__(self, send_key: bytes, recv_key: bytes, key_bits: int, stateless: bool, *,
+                 ip_only: bool = False) -> None:
         if key_bits not in KEY_BYTES:
             raise ValueError(f"MPPE key strength must be 40, 56 or 128 bits, got {key_bits}")
         self.key_bits = key_bits
         self.stateless = stateless
+        self.ip_only = ip_only
         self._tx = _KeyState(send_key, key_bits)
         self._rx = _KeyState(recv_key, key_bits)
         self._tx_ccount = CCOUNT_SPACE - 1  # the first packet carries count 0
@@ -149,8 +163,21 @@ class MppeEngine:
         flushed = bool(bits & BIT_FLUSHED)
         if self.stateless:
             return self._decrypt_stateless(ccount, data[HEADER_LEN:])
+        return self._decrypt_stateful(ccount, flushed, data[HEADER_LEN:])
+
+    def _decrypt_stateful(self, ccount: int, flushed: bool, encrypted: bytes) -> bytes:
+        """In order, through the one RC4 stream; a packet that does not decrypt to IP leaves the
+        coherency count, the key and the stream where they were (a forged one cannot desync it)."""
+        saved = (self._rx_ccount, self._discard, self._rx.session_key, self._rx.used)
         self._catch_up_stateful(ccount, flushed)
-        return self._plain(self._rx.rc4.decrypt(data[HEADER_LEN:]))
+        try:
+            inner = self._network_packet(self._rx.rc4.decrypt(encrypted))
+        except BadMppe:
+            self._rx_ccount, self._discard = saved[0], saved[1]
+            self._rx.rewind(saved[2], saved[3])
+            raise
+        self._rx.used += len(encrypted)
+        return inner
 
     def _check_bits(self, bits: int) -> None:
         """RFC 3078 section 3: D set, C clear (no MPPC); the flushed bit on every stateless
@@ -176,9 +203,7 @@ class MppeEngine:
         keys = self._rx.copy()
         for _ in range(gap):
             keys.rekey()
-        inner = self._plain(keys.rc4.decrypt(encrypted))  # BadMppe: nothing committed
-        if inner[:2] not in _NETWORK_PROTOCOLS or inner[:2] == b"\x00\x21" and inner[2:3] and inner[2] >> 4 != 4:
-            raise BadMppe("decrypted packet is not IP: wrong key or forged", where="MPPE", offset=2)
+        inner = self._network_packet(keys.rc4.decrypt(encrypted))  # BadMppe: nothing committed
         self._rx, self._rx_ccount = keys, ccount
         return inner
 
@@ -205,6 +230,14 @@ class MppeEngine:
         self._rx_ccount = ccount
         if flushed:
             self._rx.rekey()
+
+    def _network_packet(self, inner: bytes) -> bytes:
+        """:meth:`_plain`, and with ``ip_only`` only IP: MPPE has no integrity check of its own, so
+        this is what tells a forged or wrongly keyed packet from a real one before state moves."""
+        inner = self._plain(inner)
+        if self.ip_only and inner[:2] not in _NETWORK_PROTOCOLS or inner[:2] == b"\x00\x21" and inner[2:3] and inner[2] >> 4 != 4:
+            raise BadMppe("decrypted packet is not IP: wrong key or forged", where="MPPE", offset=2)
+        return inner
 
     @staticmethod
     def _plain(inner: bytes) -> bytes:

@@ -321,7 +321,7 @@ class PppSession:
         events = self.ccp.take_events()
         if self.ccp.opened and self.mppe is None and self.ccp.mppe is not None:
             send, recv = self.auth.keys.start_keys(self.ccp.mppe.key_length)
-            self.mppe = MppeEngine(send, recv, self.ccp.mppe.key_length, self.ccp.mppe.stateless)
+            self.mppe = MppeEngine(send, recv, self.ccp.mppe.key_length, self.ccp.mppe.stateless, ip_only=True)
         elif "reset-request" in events and self.mppe is not None:
             self.mppe.on_reset_request()
         if self.ccp.failure is not None or "ccp-rejected" in events or ("this-layer-down" in events and self.mppe):
