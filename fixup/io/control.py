@@ -59,7 +59,10 @@ def dispatch(tracker: ControlledTracker, request: object, now: float,
         return {"ok": False, "error": 'request must be a JSON object with a "cmd" string'}
     cmd = request["cmd"]
     if cmd == "show-calls":
-        return {"ok": True, "result": tracker.snapshot(now)}
+        result = tracker.snapshot(now)
+        if vpdn is not None:  # one place for every drop counter (fixup show counters)
+            result["vpdn_drops"] = vpdn.snapshot().get("drops", {})
+        return {"ok": True, "result": result}
     if cmd == "clear-calls":
         conn = request.get("conn")
         if conn is not None and (not isinstance(conn, int) or isinstance(conn, bool)):

@@ -105,7 +105,7 @@ def healthy(lab: HostileLab, witnesses: dict[str, Any]) -> dict[str, Any]:
     """The daemon is alive, answers ``fixup show counters``, is bounded and logged no traceback."""
     assert lab.daemon is not None and lab.daemon.poll() is None, lab.daemon_log()
     shown = lab.fixup_cli("show", "counters")
-    assert shown.returncode == 0, shown
+    assert shown.returncode == 0 and "Dial-in drops and refusals by reason" in shown.stdout, shown
     pid = witnesses["pid"]
     assert rss_kib(pid) - witnesses["rss"] < RSS_GROWTH_BOUND, (rss_kib(pid), witnesses["rss"])
     assert open_fds(pid) < FD_BOUND

@@ -95,6 +95,8 @@ def format_counters(snapshot: Mapping[str, Any]) -> str:
     lines += format_counter_block("Drops by reason", snapshot.get("drops") or {})
     if snapshot.get("anomalies"):
         lines += format_counter_block("Anomalies (passed, counted)", snapshot["anomalies"])
+    if snapshot.get("vpdn_drops") is not None:
+        lines += format_counter_block("Dial-in drops and refusals by reason", snapshot["vpdn_drops"])
     return "\n".join(lines) + "\n"
 
 
