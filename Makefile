@@ -17,7 +17,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev
 	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static \
 	freeradius freeradius-utils
 
-.PHONY: help setup packages lab bench test unit netns hostile interop fuzz clean
+.PHONY: help setup packages lab bench test unit netns hostile interop fuzz install uninstall clean
 
 help:
 	@echo "make lab    live demo of the gateway in network namespaces"
@@ -29,6 +29,8 @@ help:
 	@echo "make fuzz   mutated input into every pure entry point (FUZZ_INPUTS=10000000 for a full run)"
 	@echo "make interop  VM interop tests against pppd/pptp-linux/pptpd only (-m interop, root)"
 	@echo "make setup  Debian packages (if missing) and $(VENV)"
+	@echo "make install  fixup in $(PREFIX), the systemd unit (enabled), /etc/fixup/policy.yaml if absent"
+	@echo "make uninstall  the reverse (the policy and /var/lib/fixup stay)"
 	@echo "make clean  remove $(VENV) and caches"
 
 setup: packages $(STAMP)
@@ -83,6 +85,31 @@ hostile: setup
 # One VM boot (virtme-ng, qemu TCG) runs every scenario of tests/interop; see tests/interop/conftest.py.
 interop: setup
 	$(VENV)/bin/pytest -m interop $(PYTEST_ARGS)
+
+PREFIX ?= /opt/fixup
+UNIT_DIR ?= /etc/systemd/system
+
+# A venv of its own under $(PREFIX), /usr/local/bin/fixup, the unit, and a commented policy that an
+# existing one is never replaced by.  systemctl may not reach a running systemd (a container, a
+# chroot): enabling then falls back to the symlink systemctl would make.
+install: packages
+	$(PYTHON) -m venv $(PREFIX)
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(PREFIX)/bin/pip install -q .
+	ln -sf $(PREFIX)/bin/fixup /usr/local/bin/fixup
+	install -D -m 0644 systemd/fixup.service $(UNIT_DIR)/fixup.service
+	install -d -m 0755 /etc/fixup
+	[ -e /etc/fixup/policy.yaml ] || install -m 0600 systemd/policy.yaml /etc/fixup/policy.yaml
+	systemctl daemon-reload 2>/dev/null || true
+	systemctl enable fixup.service 2>/dev/null || { mkdir -p $(UNIT_DIR)/multi-user.target.wants && \
+	  ln -sf $(UNIT_DIR)/fixup.service $(UNIT_DIR)/multi-user.target.wants/fixup.service; }
+	@echo "installed: edit /etc/fixup/policy.yaml, then systemctl start fixup"
+
+uninstall:
+	systemctl disable --now fixup.service 2>/dev/null || rm -f $(UNIT_DIR)/multi-user.target.wants/fixup.service
+	rm -f $(UNIT_DIR)/fixup.service /usr/local/bin/fixup
+	systemctl daemon-reload 2>/dev/null || true
+	rm -rf $(PREFIX)
+	@echo "uninstalled (kept: /etc/fixup/policy.yaml, /var/lib/fixup)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

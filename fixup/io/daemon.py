@@ -23,6 +23,7 @@ from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
 from fixup.io.reload import Reloader
+from fixup.io.service import Notifier
 from fixup.io.logs import EventLog
 from fixup.io.vpdn.terminate_io import TerminateIo
 
@@ -102,7 +103,8 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         tracker = Tracker(policy.tracker_config(pat))
         plane = ControlPlane(tracker, GreMaps(Nft()) if policy.gre == "kernel" else None)
         vpdn = _terminate_io(policy, plane)
-        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug)
+        notifier = Notifier()
+        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier)
         control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn,
                                 on_reload=reloader.reload)
         control.prepare()
@@ -116,7 +118,7 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         log.info("%s", startup_line(policy, pat))
         if vpdn is not None:
             vpdn.prepare()
-        asyncio.run(_serve(plane, shell, control, vpdn, reloader))
+        asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat)))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
     finally:
@@ -199,13 +201,14 @@ def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
 
 
 async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None,
-                 reloader: Reloader) -> None:
+                 reloader: Reloader, status: str) -> None:
     """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop
-    signal; SIGHUP reloads the policy."""
+    signal; SIGHUP reloads the policy.  The service manager hears READY=1 once all of it serves."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    notifier = reloader.notifier
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _on_signal, signum, stop)
+        loop.add_signal_handler(signum, _on_signal, signum, stop, notifier)
     reloads: set[asyncio.Task[Any]] = set()
     loop.add_signal_handler(signal.SIGHUP, _on_hangup, reloader, reloads)
     loop.add_reader(shell.fileno(), shell.process_pending)
@@ -213,9 +216,13 @@ async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer,
     if vpdn is not None:
         await vpdn.start()
     timer = asyncio.create_task(_tick_forever(plane))
+    watchdog = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog else None
+    notifier.ready(status)
     try:
         await stop.wait()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if vpdn is not None:
             await vpdn.stop()
         timer.cancel()
@@ -233,9 +240,18 @@ def _on_hangup(reloader: Reloader, tasks: set[asyncio.Task[Any]]) -> None:
     task.add_done_callback(tasks.discard)
 
 
-def _on_signal(signum: int, stop: asyncio.Event) -> None:
+def _on_signal(signum: int, stop: asyncio.Event, notifier: Notifier) -> None:
     log.info("fixup: %s received, stopping", signal.Signals(signum).name)
+    notifier.stopping()
     stop.set()
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    """WATCHDOG=1 every half WatchdogSec, from the event loop itself: a stuck loop stops them."""
+    assert notifier.watchdog is not None
+    while True:
+        notifier.alive()
+        await asyncio.sleep(notifier.watchdog)
 
 
 async def _tick_forever(plane: ControlPlane) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fixup.errors import FixupError
 from fixup.io.control import set_log_level
+from fixup.io.service import Notifier
 from fixup.policy.loader import load_policy
 from fixup.policy.reload import plan_reload
 
@@ -29,12 +30,13 @@ class Reloader:
     """Holds the policy in force; :meth:`reload` swaps it for the file's current contents."""
 
     def __init__(self, policy: Policy, pat: IPv4Address, tracker: Tracker, vpdn: TerminateIo | None, *,
-                 debug: bool = False) -> None:
+                 debug: bool = False, notifier: Notifier | None = None) -> None:
         self.policy = policy
         self.pat = pat
         self.tracker = tracker
         self.vpdn = vpdn
         self.debug = debug  # `fixup run --debug` keeps debug logging whatever the policy says
+        self.notifier = notifier or Notifier({})
         self.reloads = {"ok": 0, "refused": 0}
         self.last: dict[str, Any] = {}
         self._lock = asyncio.Lock()
@@ -42,24 +44,32 @@ class Reloader:
     async def reload(self) -> dict[str, Any]:
         """Re-read the policy file; the answer ``fixup reload`` prints: ok, what changed or why not."""
         async with self._lock:  # two SIGHUPs in a row apply one after the other
-            try:
-                new = load_policy(self.policy.source)
-                plan = plan_reload(self.policy, new)
-            except (FixupError, OSError) as err:
-                self.reloads["refused"] += 1
-                self.last = {"ok": False, "error": str(err)}
-                log.error("fixup: reload refused: %s", err)
-                return self.last
-            self.tracker.config = new.tracker_config(self.pat)
-            if not self.debug:
-                set_log_level(new.log_level)
-            if self.vpdn is not None and new.terminate is not None and plan.terminate_changed:
-                await self.vpdn.reload(new.terminate)
-            self.policy = new
-            self.reloads["ok"] += 1
-            self.last = {"ok": True, "changed": list(plan.changed)}
-            log.info("fixup: reloaded %s: %s", new.source, "changed " + plan.describe() if plan.changed else plan.describe())
+            self.notifier.reloading()
+            answer = await self._reload()
+            self.notifier.ready(f"reload {'done' if answer['ok'] else 'refused'}: "
+                                f"{', '.join(answer.get('changed', [])) or answer.get('error', 'nothing changed')}")
+            return answer
+
+    async def _reload(self) -> dict[str, Any]:
+        """Read, check and apply the policy file; the answer of :meth:`reload`."""
+        try:
+            new = load_policy(self.policy.source)
+            plan = plan_reload(self.policy, new)
+        except (FixupError, OSError) as err:
+            self.reloads["refused"] += 1
+            self.last = {"ok": False, "error": str(err)}
+            log.error("fixup: reload refused: %s", err)
             return self.last
+        self.tracker.config = new.tracker_config(self.pat)
+        if not self.debug:
+            set_log_level(new.log_level)
+        if self.vpdn is not None and new.terminate is not None and plan.terminate_changed:
+            await self.vpdn.reload(new.terminate)
+        self.policy = new
+        self.reloads["ok"] += 1
+        self.last = {"ok": True, "changed": list(plan.changed)}
+        log.info("fixup: reloaded %s: %s", new.source, "changed " + plan.describe() if plan.changed else plan.describe())
+        return self.last
 
     def snapshot(self) -> dict[str, Any]:
         return {"policy": self.policy.source, **{f"reloads_{k}": v for k, v in self.reloads.items()},
