@@ -30,22 +30,10 @@ terminate:
   users: {cisco: cisco}
 POLICY
 /fixup/.venv/bin/fixup check --policy /etc/fixup/policy.yaml
-cat > /etc/systemd/system/fixup.service <<'UNIT'
-[Unit]
-Description=fixup PPTP gateway (from /fixup)
-After=network-online.target
-[Service]
-ExecStart=/fixup/.venv/bin/fixup run --policy /etc/fixup/policy.yaml
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
-UNIT
+chmod 600 /etc/fixup/policy.yaml
+# the project's own unit (systemd/fixup.service) through make install; the policy above is kept
+cd /fixup && make install
 systemctl daemon-reload
-systemctl enable fixup.service
-systemctl restart fixup.service
-for i in $(seq 90); do
-  journalctl -u fixup.service --no-pager | grep -q 'vpdn accept dialin' && break
-  sleep 1
-done
+systemctl restart fixup.service   # Type=notify: returns once fixup is ready (or failed)
 journalctl -u fixup.service --no-pager | tail -5
 echo "router: fixup running (inside $inside, outside $outside)"
