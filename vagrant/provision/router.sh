@@ -29,8 +29,8 @@ terminate:
   pool: 192.168.50.10-192.168.50.20
   users: {cisco: cisco}
 POLICY
+chmod 600 /etc/fixup/policy.yaml   # it holds a password
 /fixup/.venv/bin/fixup check --policy /etc/fixup/policy.yaml
-chmod 600 /etc/fixup/policy.yaml
 # the project's own unit (systemd/fixup.service) through make install; the policy above is kept
 cd /fixup && make install
 systemctl daemon-reload
