@@ -160,6 +160,7 @@ def policy_summary(policy: Policy) -> str:
         f"{policy.limits.connections_per_client} connections per client, {policy.limits.connections} in all",
         f"  control       {policy.control_socket}",
         f"  log level     {policy.log_level}",
+        "  metrics       " + (f"http://127.0.0.1:{policy.metrics_port}/metrics" if policy.metrics_port else "off"),
     ]
     term = policy.terminate
     if term is not None:

@@ -118,7 +118,12 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         log.info("%s", startup_line(policy, pat))
         if vpdn is not None:
             vpdn.prepare()
-        asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat)))
+        metrics = None
+        if policy.metrics_port is not None:
+            from fixup.io.metrics import FixupCollector, MetricsServer
+
+            metrics = MetricsServer(policy.metrics_port, FixupCollector(tracker, vpdn, reloader, plane.refresh_counts))
+        asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat), metrics))
     except (_Stopped, KeyboardInterrupt):
         log.info("fixup: stopped during start-up")
     finally:
@@ -201,7 +206,7 @@ def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
 
 
 async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None,
-                 reloader: Reloader, status: str) -> None:
+                 reloader: Reloader, status: str, metrics: Any = None) -> None:
     """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop
     signal; SIGHUP reloads the policy.  The service manager hears READY=1 once all of it serves."""
     loop = asyncio.get_running_loop()
@@ -215,6 +220,8 @@ async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer,
     await control.start()
     if vpdn is not None:
         await vpdn.start()
+    if metrics is not None:
+        await metrics.start()
     timer = asyncio.create_task(_tick_forever(plane))
     watchdog = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog else None
     notifier.ready(status)
@@ -223,6 +230,8 @@ async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer,
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        if metrics is not None:
+            await metrics.stop()
         if vpdn is not None:
             await vpdn.stop()
         timer.cancel()

@@ -44,7 +44,7 @@ REQUIRED_KEYS = {
 }
 FIXUP_KEYS = ("pptp",)
 PPTP_KEYS = ("ports", "gre", "timeouts", "limits")
-RUNTIME_KEYS = ("queue", "control_socket", "log_level")
+RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port")
 
 
 
@@ -65,6 +65,7 @@ class Policy:
     queue_num: int = DEFAULT_QUEUE_NUM
     control_socket: str = DEFAULT_CONTROL_SOCKET
     log_level: str = DEFAULT_LOG_LEVEL
+    metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1; None: off
     source: str = "<policy>"
     terminate: TerminatePolicy | None = field(default=None, hash=False)
     aaa: Mapping[str, AaaGroup] = field(default_factory=dict, hash=False)
@@ -162,6 +163,8 @@ def build_policy(p: Parser, root: MappingNode) -> Policy:
             runtime, "control_socket", "runtime", p.socket_path, DEFAULT_CONTROL_SOCKET
         ),
         log_level=p.optional(runtime, "log_level", "runtime", p.log_level, DEFAULT_LOG_LEVEL),
+        metrics_port=p.optional(runtime, "metrics_port", "runtime",
+                                lambda n, k: p.integer(n, k, "a TCP port 1-65535", 1, 65535), None),
         source=p.path,
         terminate=parse_terminate(p, top.get("terminate"), aaa),
         aaa=aaa,

@@ -27,6 +27,7 @@ RESTART_ONLY = {
     "gre": "fixup.pptp.gre",
     "queue_num": "runtime.queue",
     "control_socket": "runtime.control_socket",
+    "metrics_port": "runtime.metrics_port",
 }
 RESTART_ONLY_TERMINATE = {
     "listen_address": "terminate.listen",

@@ -534,7 +534,7 @@ def _tunnel_dict(t: Tunnel, now: float, local: str) -> dict:
 def _call_dict(c: LocalCall, now: float) -> dict:
     s, ch = c.session, c.channel
     return {"call_id": c.call_id, "tunnel_id": c.tunnel_id, "remote_address": _ip(c.peer),
-            "remote_call_id": c.peer_call_id, "username": s.username, "state": s.phase,
+            "remote_call_id": c.peer_call_id, "username": s.username, "state": s.phase, "auth": s.lcp.auth_method,
             "session_id": c.aaa.context.session_id,
             "since_change": round(now - s.changed, 1), "address": str(c.address),
             "mppe": s.mppe_key_length, "packets_sent": ch.stats.sent, "packets_received": ch.stats.received,
