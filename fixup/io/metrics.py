@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from fixup import __version__
+from fixup.errors import SetupError
 
 if TYPE_CHECKING:
     from fixup.io.reload import Reloader
@@ -105,7 +106,10 @@ class MetricsServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._answer, "127.0.0.1", self.port, reuse_address=True)
+        try:
+            self.server = await asyncio.start_server(self._answer, "127.0.0.1", self.port, reuse_address=True)
+        except OSError as err:
+            raise SetupError(f"cannot serve metrics on 127.0.0.1:{self.port}: {err.strerror or err}") from err
         log.info("fixup: metrics on http://127.0.0.1:%d/metrics", self.port)
 
     async def stop(self) -> None:
