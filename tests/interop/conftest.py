@@ -22,8 +22,9 @@ from vm_scenarios import SCENARIOS
 
 GUEST = Path(__file__).resolve().parent / "guest"
 # The VM's budget (issue 14), from measurement on this machine kind (2 cores, qemu TCG), boot
-# included: 281 s quiet, 311 s with one other process keeping a core busy (before: 410 s quiet,
-# over 590 s busy).  660 s leaves half of it to spare on the busy figure, for a slower machine.
+# included: 204-251 s on clean-clone CI runs, 272 s with a fuzz run on the other core, 311 s with
+# `yes` on a core (before: 410 s quiet, over 590 s busy).  660 s leaves half of it to spare on the
+# busy figures, for a slower machine.
 VM_TIMEOUT = 660.0
 
 
