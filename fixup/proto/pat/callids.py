@@ -162,15 +162,6 @@ class CallIdSpace:
         bucket = self.reserve_high(conn, original >> 8)
         return bucket << 8 | self.complete(conn, bucket, original & 0xFF)
 
-    def free_low(self, bucket: int, preferred: int) -> int:
-        """A low byte that names no live call in ``bucket`` (``preferred`` if it is free), for a
-        reference to an unknown call that must not hit somebody else's."""
-        slots = self._slots[bucket]
-        if slots is None or not slots[preferred]:
-            return preferred
-        free = slots.find(0)
-        return preferred if free < 0 else free
-
     def forward_high(self, conn: int, o_high: int) -> int | None:
         cb = self._conns.get(conn)
         return None if cb is None else cb.bucket_of(o_high)
