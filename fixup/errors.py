@@ -116,3 +116,10 @@ class BadMppe(BadInput):
     """An MPPE packet that cannot be decrypted (RFC 3078 section 3)."""
 
     reason = "bad-mppe"
+
+
+class BadRecord(BadInput):
+    """A saved-state record (the restart store, issue 12) that does not describe a consistent
+    connection: it is skipped, never half restored."""
+
+    reason = "bad-record"

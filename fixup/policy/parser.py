@@ -20,7 +20,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 GRE_MODES = ("kernel", "queue")
 IFNAMSIZ = 16  # Linux <net/if.h>: names are at most IFNAMSIZ - 1 bytes
 UNIX_PATH_MAX = 108  # Linux sockaddr_un.sun_path, NUL terminator included
-TIMEOUT_KEYS = ("control_idle", "call_idle", "call_setup", "clearing")
+TIMEOUT_KEYS = ("control_idle", "call_idle", "call_setup", "clearing", "gre_lease")
 LIMIT_KEYS = ("calls_per_connection", "calls_per_client", "connections_per_client", "connections")
 
 _NULL = "tag:yaml.org,2002:null"
@@ -145,7 +145,7 @@ class Parser:
         return tuple(ports)
 
     def timeouts(self, node: Node | None) -> Timeouts:
-        """``fixup.pptp.timeouts``: any of the four, each in seconds or H:MM:SS; others default."""
+        """``fixup.pptp.timeouts``: any of the five, each in seconds or H:MM:SS; others default."""
         entries = self.section(node, "fixup.pptp.timeouts", TIMEOUT_KEYS)
         values = {
             name: self.seconds(value, f"fixup.pptp.timeouts.{name}") for name, value in entries.items()

@@ -162,6 +162,35 @@ class CallIdSpace:
         bucket = self.reserve_high(conn, original >> 8)
         return bucket << 8 | self.complete(conn, bucket, original & 0xFF)
 
+    def adopt(self, conn: int, original: int, translated: int) -> None:
+        """Take back a translation a previous process handed out (a restart, issue 12): the
+        same invariants as :meth:`allocate`, no quota.  ValueError when the pair contradicts
+        what is already held (a store that does not describe one consistent space)."""
+        bucket, low = translated >> 8, translated & 0xFF
+        if not 0 <= original <= 0xFFFF or not 0 <= translated <= 0xFFFF:
+            raise ValueError(f"call id {original} as {translated} is out of range")
+        if translated in self._owner or conn << 16 | original in self._translated:
+            raise ValueError(f"call id {original} as {translated} is held twice")
+        cb = self._conns.get(conn)
+        if cb is None:
+            cb = self._conns[conn] = _ConnectionBuckets()
+        bound = cb.bucket_of(original >> 8)
+        if bound is None:
+            if cb.high_of(bucket) is not None:
+                raise ValueError(f"bucket {bucket} is bound to another high byte on connection {conn}")
+            cb.bind(original >> 8, bucket)
+        elif bound != bucket:
+            raise ValueError(f"call id {original} as {translated} breaks the bucket binding of connection {conn}")
+        cb.add_user(bucket, +1)
+        self._bucket_load[bucket] += 1
+        client = self._client_of.get(conn)
+        if client is not None:
+            self._client_load[client] = self._client_load.get(client, 0) + 1
+        self._row(bucket)[low] = 1
+        self._owner[translated] = conn << 16 | original
+        self._translated[conn << 16 | original] = translated
+        cb.originals.append(original)
+
     def forward_high(self, conn: int, o_high: int) -> int | None:
         cb = self._conns.get(conn)
         return None if cb is None else cb.bucket_of(o_high)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from collections.abc import Iterable
 from typing import Callable
 
 from fixup.proto.pat.callids import CallIdSpace
 from fixup.proto.pat.config import Limits, Timeouts
 from fixup.proto.pat.model import Call, Connection
+from fixup.proto.pat.persist import SavedCall
 from fixup.proto.pat.tables import CALL_TRANSITIONS, CallAction, CallEvent, CallState
 from fixup.proto.events import Event
 from fixup.proto.pat.verdict import Direction
@@ -207,6 +209,39 @@ class CallBook:
             conn.space.release(conn.conn_id, call.original)
         self.emit(Event("call-down", f"PPTP call down ({why}): {_describe(call)}",
                         {**_event_data(call), "reason": why, "gre_open": gre_open}))
+
+    # -- restart (issue 12) ----------------------------------------------------------------------
+
+    def is_gre_open(self, call: Call) -> bool:
+        return call.translated is not None and self.gre_in.get(gre_in_key(call.server, call.translated)) is call
+
+    def adopt(self, conn: Connection, saved: Iterable[SavedCall], now: float) -> list[Call]:
+        """The calls of a restored connection, with the translated IDs the old process chose;
+        returns those whose GRE is open.  ValueError (nothing kept) when they contradict each
+        other or a call already held.  Idle timers restart now: GRE may have flowed meanwhile."""
+        calls = []
+        try:
+            for s in saved:
+                if s.original is not None and s.translated is not None:
+                    conn.space.adopt(conn.conn_id, s.original, s.translated)
+                call = Call(conn, conn.client, conn.server, s.original, s.translated, s.server_id, s.state,
+                            s.created, s.changed, now, s.initiator, *s.counts)
+                calls.append((call, s.gre_open))
+            opened = [call for call, gre_open in calls if gre_open]
+            for call in opened:
+                if gre_in_key(call.server, call.translated) in self.gre_in \
+                        or gre_out_key(call.client, call.server, call.server_id) in self.gre_out:
+                    raise ValueError(f"GRE of {_describe(call)} is held by another call")
+        except ValueError:
+            conn.space.release_connection(conn.conn_id)
+            raise
+        for call, _open in calls:
+            conn.link(call)
+        for call in opened:
+            self.gre_in[gre_in_key(call.server, call.translated)] = call
+            self.gre_out[gre_out_key(call.client, call.server, call.server_id)] = call
+        self.total += len(calls)
+        return opened
 
     # -- whole connections and time ------------------------------------------------------------
 

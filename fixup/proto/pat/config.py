@@ -15,12 +15,16 @@ class Timeouts:
     request got no reply (OCRQ without OCRP, ICRQ without ICRP) is released after this long.
     ``clearing``: after a Call-Clear-Request or Stop-Control-Connection-Request the IDs stay
     translated this long so the answering CDN / StopCCRP reaches the client.
+    ``gre_lease``: the kernel path's GRE translation of a call expires this long after the
+    daemon last refreshed it (issue 12 item 3): GRE of live calls flows across a restart, and a
+    dead daemon leaves no translation behind for longer than this.
     """
 
     control_idle: float = 3600.0
     call_idle: float = 600.0
     call_setup: float = 60.0
     clearing: float = 10.0
+    gre_lease: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

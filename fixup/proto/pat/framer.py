@@ -62,6 +62,11 @@ class MessageFramer:
         self._plan: Plan = ()
         self.desynced = False
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of the current message seen so far (0 at a message boundary)."""
+        return len(self._buf)
+
     def checkpoint(self) -> Checkpoint:
         return self._buf, self._header, self._plan, self.desynced
 

@@ -6,19 +6,21 @@ are translated so every client may share one PAT address (:mod:`fixup.proto.pat.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import struct
 from collections import Counter
 
 from ipaddress import IPv4Address
 
-from fixup.errors import BadInput, BadReserved, NotPptpGre
+from fixup.errors import BadInput, BadRecord, BadReserved, NotPptpGre
 from fixup.proto.pat.calls import CallBook, gre_in_key, gre_out_key
-from fixup.proto.pat.config import TrackerConfig
+from fixup.proto.pat.config import Timeouts, TrackerConfig
 from fixup.proto.pat.callids import CallIdsExhausted
 from fixup.proto.pat.framer import DropSegment, MessageFramer, Plan
 from fixup.proto.pat.model import Call, ConnKey, Connection
+from fixup.proto.pat.persist import connection_record, parse_record
 from fixup.proto.pat.rewrites import ALLOCATING, plan_message
 from fixup.proto.pat.stream import Placement, StreamDirection
 from fixup.proto.pat.tables import CONTROL_TRANSITIONS, ControlAction, ControlEvent, ControlState
@@ -45,6 +47,17 @@ def _control_event(header_type: MessageType, result_code: int | None = None) -> 
     return _CONTROL_EVENTS.get(header_type, ControlEvent.CALL)
 
 
+@dataclass(slots=True)
+class Restored:
+    """What :meth:`Tracker.restore` took back: counts, the calls whose GRE is open (for the kernel
+    path's translations) and one line per record skipped."""
+
+    connections: int = 0
+    calls: int = 0
+    gre_calls: list[Call] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
 class Tracker:
     """See module docstring.  One instance per gateway; not thread-safe."""
 
@@ -65,6 +78,7 @@ class Tracker:
         self.anomalies: Counter[str] = Counter()
         self.kernel_drops: Counter[str] = Counter()  # drops counted by the kernel path, as last read
         self._events: list[Event] = []
+        self._changed: dict[int, Connection | None] = {}  # conn id -> to save (None: to forget)
         self._next_id = 1
         self._now = 0.0
         self.calls = CallBook(self._events.append, self._anomaly, randbelow, config.limits)
@@ -103,20 +117,27 @@ class Tracker:
         """Run the timeouts; return the events since the last poll."""
         t = self.config.timeouts
         for conn in list(self.connections.values()):
-            if conn.state is ControlState.CLOSED:
-                if now - conn.changed > t.clearing:
-                    self._forget(conn)
-                continue
-            idle_limit = t.control_idle if conn.state is not ControlState.IDLE \
-                and conn.state is not ControlState.WAIT_REPLY else t.call_setup  # no SCCRP yet: short
-            if now - conn.last_seen > idle_limit:
-                self._control(conn, ControlEvent.TCP_CLOSE, now, "control connection idle")
-                self._forget(conn)
-                continue
-            if conn.state is ControlState.STOPPING and now - conn.changed > t.clearing:
-                self._control(conn, ControlEvent.TCP_CLOSE, now, "StopCCRP timeout")
-            self.calls.expire(conn, now, t)
+            before = len(self._events)
+            self._expire(conn, now, t)
+            if len(self._events) != before and conn.key in self.connections:
+                self._changed[conn.conn_id] = conn
         return self.take_events()
+
+    def _expire(self, conn: Connection, now: float, t: Timeouts) -> None:
+        """One connection's timeouts (RFC 2637 leaves them to the implementation)."""
+        if conn.state is ControlState.CLOSED:
+            if now - conn.changed > t.clearing:
+                self._forget(conn)
+            return
+        idle_limit = t.control_idle if conn.state is not ControlState.IDLE \
+            and conn.state is not ControlState.WAIT_REPLY else t.call_setup  # no SCCRP yet: short
+        if now - conn.last_seen > idle_limit:
+            self._control(conn, ControlEvent.TCP_CLOSE, now, "control connection idle")
+            self._forget(conn)
+            return
+        if conn.state is ControlState.STOPPING and now - conn.changed > t.clearing:
+            self._control(conn, ControlEvent.TCP_CLOSE, now, "StopCCRP timeout")
+        self.calls.expire(conn, now, t)
 
     def take_events(self) -> list[Event]:
         """The events since the last call, without running timeouts (the I/O shell calls this
@@ -142,6 +163,56 @@ class Tracker:
                 call.packets_out, call.bytes_out, call.last_activity = packets, octets, now
         self.kernel_drops["unknown-call"] = unknown
         self.kernel_gre = (sum(p for p, _ in inbound.values()), sum(p for p, _ in outbound.values()))
+
+    # -- saved state (issue 12: a restart keeps the calls) ---------------------------------------
+
+    def take_changes(self) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+        """Records of the connections changed since the last call, and the ids of those gone:
+        the I/O shell stores them before the verdict of the segment that changed them."""
+        if not self._changed:
+            return [], []
+        saves, gone = [], []
+        for conn_id, conn in self._changed.items():
+            if conn is None or conn.state is ControlState.CLOSED:
+                gone.append(conn_id)
+            else:
+                saves.append((conn_id, connection_record(conn, self.calls.is_gre_open)))
+        self._changed.clear()
+        return saves, gone
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every live connection's record (a full save)."""
+        return [connection_record(conn, self.calls.is_gre_open) for conn in self.connections.values()
+                if conn.state is not ControlState.CLOSED]
+
+    def restore(self, records: list[Any], now: float) -> Restored:
+        """Connections and calls of an earlier process.  A record that does not parse, or
+        contradicts one restored before it, is skipped (and said why); nothing is half kept."""
+        result = Restored()
+        held = {conn.conn_id for conn in self.connections.values()}
+        for record in records:
+            try:
+                saved = parse_record(record)
+                if saved.key in self.connections or saved.conn_id in held:
+                    raise BadRecord("held twice", where=f"connection {saved.conn_id}")
+            except BadRecord as err:
+                self.anomalies["restore-bad-record"] += 1
+                result.skipped.append(str(err))
+                continue
+            conn = self._open_connection(saved.key, now, conn_id=saved.conn_id)
+            held.add(saved.conn_id)
+            saved.apply_to(conn)
+            try:
+                result.gre_calls += self.calls.adopt(conn, saved.calls, now)
+            except ValueError as err:
+                self._forget(conn)
+                self.anomalies["restore-bad-record"] += 1
+                result.skipped.append(f"connection {saved.conn_id}: {err}")
+                continue
+            result.connections += 1
+            result.calls += len(saved.calls)
+        self._changed.clear()  # what was restored is what is stored
+        return result
 
     def snapshot(self, now: float) -> dict:
         calls = [c for conn in self.connections.values() for c in self.calls.calls_of(conn)]
@@ -276,6 +347,7 @@ class Tracker:
                 return self._drop(refusal)
             conn = self._open_connection(key, now)
         conn.last_seen = now
+        self._changed[conn.conn_id] = conn
         stream, other = conn.stream(direction), conn.stream(IN if direction is OUT else OUT)
         if tcp.flags & ipw.TCP_ACK:
             other.acknowledge(tcp.ack)
@@ -301,15 +373,17 @@ class Tracker:
             return "connection-quota-client"
         return None
 
-    def _open_connection(self, key: ConnKey, now: float) -> Connection:
+    def _open_connection(self, key: ConnKey, now: float, conn_id: int | None = None) -> Connection:
         self._per_client[key[0]] = self._per_client.get(key[0], 0) + 1
-        conn_id, self._next_id = self._next_id, self._next_id + 1
+        if conn_id is None:  # a new connection (else one restored: counted by the process that saw its SYN)
+            conn_id = self._next_id
+            self.counters["connections_total"] += 1
+        self._next_id = max(self._next_id, conn_id + 1)
         conn = Connection(conn_id, key, self.calls.space_for(key[2]), now)
         conn.space.register(conn_id, key[0])
         conn.framer_out = MessageFramer(self, conn, OUT)
         conn.framer_in = MessageFramer(self, conn, IN)
         self.connections[key] = conn
-        self.counters["connections_total"] += 1
         return conn
 
     def _payload(self, conn: Connection, direction: Direction, packet: bytes, ip: ipw.Ipv4Header,
@@ -443,6 +517,7 @@ class Tracker:
     def _forget(self, conn: Connection) -> None:
         if self.connections.pop(conn.key, None) is None:
             return
+        self._changed[conn.conn_id] = None
         left = self._per_client.get(conn.client, 1) - 1
         if left > 0:
             self._per_client[conn.client] = left
