@@ -1,7 +1,7 @@
 """The ``fixup`` command line.
 
 ``fixup run --policy FILE [--debug]``, ``fixup check --policy FILE``, ``fixup show calls|counters
-[--json]``, ``fixup clear calls [--conn ID]``, ``fixup reload``, ``fixup debug pptp|off``, ``fixup lab ...``,
+[--json]``, ``fixup clear calls [--conn ID]``, ``fixup reload``, ``fixup stop``, ``fixup debug pptp|off``, ``fixup lab ...``,
 ``fixup bench ...``.
 Errors are one line on stderr; exit status 2 for a bad policy, 1 for anything else.
 """
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     clear.add_argument("target", nargs="*", metavar="tunnel ID|all", help="for vpdn: 'tunnel ID' or 'all'")
     clear.add_argument("--conn", type=int, default=None, metavar="ID", help="only this control connection")
     sub.add_parser("reload", parents=[sock], help="make the running daemon re-read its policy file (like SIGHUP)")
+    stop = sub.add_parser("stop", parents=[sock],
+                          help="stop the daemon and remove everything it set up: rules, GRE translations, saved calls "
+                               "(after SIGTERM or a crash: what it left)")
+    stop.add_argument("--policy", metavar="FILE", help="read runtime.state_dir from this policy when no daemon runs")
     debug = sub.add_parser("debug", parents=[sock], help="switch the daemon's debug logging")
     debug.add_argument("what", choices=["pptp", "off"])
     sub.add_parser("lab", help="lab scenarios (arguments passed through)", add_help=False)
@@ -100,6 +104,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _clear(args.socket, args.conn)
     if args.command == "reload":
         return _reload(args.socket)
+    if args.command == "stop":
+        return _stop(args.socket, args.policy)
     return _debug(args.socket, args.what)
 
 
@@ -246,6 +252,39 @@ def _reload(socket_path: str) -> int:
         return EXIT_POLICY
     changed = result.get("changed") or []
     print(f"reloaded: {', '.join(changed) if changed else 'nothing changed'}")
+    return EXIT_OK
+
+
+def _stop(socket_path: str, policy_path: str | None) -> int:
+    """``fixup stop``: the real shutdown.  A running daemon removes everything and exits (this
+    waits for it); with none running, what a stopped or crashed one left is removed here."""
+    import os
+    import time
+
+    from fixup.io.control import NoDaemon
+
+    try:
+        _request(socket_path, {"cmd": "stop"})
+    except NoDaemon:
+        from fixup.io.pat import netfilter
+        from fixup.io.pat.state_store import FILE_NAME
+        from fixup.policy.loader import DEFAULT_STATE_DIR
+
+        state_dir = _load(policy_path).state_dir if policy_path else DEFAULT_STATE_DIR
+        netfilter.remove()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(os.path.join(state_dir, FILE_NAME + suffix))
+            except FileNotFoundError:
+                pass
+        print(f"no fixup daemon at {socket_path}: its rules and the saved calls in {state_dir} removed")
+        return EXIT_OK
+    deadline = time.monotonic() + 60
+    while os.path.exists(socket_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if os.path.exists(socket_path):
+        raise FixupError(f"the daemon at {socket_path} was asked to stop but is still running after 60 s")
+    print("fixup stopped: rules, GRE translations and saved calls removed")
     return EXIT_OK
 
 

@@ -2,7 +2,8 @@
 
 Requests: ``{"cmd": "show-calls"}`` -> the tracker's snapshot; ``{"cmd": "clear-calls", "conn":
 ID or null}`` -> how many calls were released; ``{"cmd": "debug", "level": "debug"|"info"}``;
-``{"cmd": "reload"}`` -> what the reload changed, or why it was refused (``fixup reload``).
+``{"cmd": "reload"}`` -> what the reload changed, or why it was refused (``fixup reload``);
+``{"cmd": "stop"}`` -> the daemon stops and removes everything, rules and saved calls (``fixup stop``).
 Answers are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}  # what `fixup debug
 
 class ControlError(FixupError):
     """The control socket cannot be reached or answered with an error."""
+
+
+class NoDaemon(ControlError):
+    """Nothing listens on the control socket."""
 
 
 class ControlledTracker(Protocol):
@@ -99,9 +104,11 @@ class ControlServer:
 
     def __init__(self, tracker: ControlledTracker, path: str, clock: Callable[[], float] = time.monotonic,
                  before_request: Callable[[], None] | None = None, vpdn: ControlledVpdn | None = None,
-                 on_reload: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 on_reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 on_stop: Callable[[], None] | None = None) -> None:
         self.tracker = tracker
         self.on_reload = on_reload
+        self.on_stop = on_stop
         self.vpdn = vpdn
         self.before_request = before_request  # e.g. read the kernel path's counters
         self.path = path
@@ -136,11 +143,12 @@ class ControlServer:
         log.debug("control socket %s", self.path)
 
     async def stop(self) -> None:
+        """Stop serving; the socket file stays until :meth:`remove_socket`, which the daemon calls
+        last, so ``fixup stop`` sees it go only once everything else is done."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
-        self.remove_socket()
 
     def remove_socket(self) -> None:
         if self.created:
@@ -191,6 +199,9 @@ class ControlServer:
             if isinstance(request, dict) and request.get("cmd") == "reload" and self.on_reload is not None:
                 result = await self.on_reload()
                 return {"ok": True, "result": result}
+            if isinstance(request, dict) and request.get("cmd") == "stop" and self.on_stop is not None:
+                self.on_stop()
+                return {"ok": True, "stopping": True}
             if self.before_request is not None:
                 self.before_request()
             return dispatch(self.tracker, request, self.clock(), vpdn=self.vpdn)
@@ -252,7 +263,7 @@ def _exchange(path: str, payload: bytes, timeout: float) -> bytes:
         try:
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as err:
-            raise ControlError(f"no fixup daemon at {path}") from err
+            raise NoDaemon(f"no fixup daemon at {path}") from err
         except PermissionError as err:
             raise ControlError(f"permission denied on {path} (run as root)") from err
         except OSError as err:

@@ -1,10 +1,21 @@
-"""``fixup run``: wire the pure tracker to the kernel and serve until SIGINT/SIGTERM; SIGHUP
+"""``fixup run``: wire the pure tracker to the kernel and serve until a stop signal; SIGHUP
 reloads the policy (:mod:`fixup.io.reload`).
 
 Order of start: resolve the PAT address, probe netfilter, claim the control socket, bind the
-queue, install the rules.  The queue is bound before the rules exist so a second daemon fails
-before it touches the first one's rules, and no control segment waits for a missing listener.
-Whatever happens after the rules are installed, they are removed in ``finally``.
+queue, resume what the restart store holds (:mod:`fixup.io.pat.recovery`), install the rules
+with the resumed calls' GRE translations in the same transaction.  The queue is bound before the
+rules change so a second daemon fails before it touches the first one's rules.
+
+Two ways to stop (issue 12):
+
+* SIGTERM (``systemctl restart``, ``kill``): stop and keep.  Rules, the GRE translations (each
+  on its lease) and the saved calls stay; control segments are dropped while no daemon runs
+  (the queue has no bypass, TCP retransmits them) and the next start resumes every call.
+* SIGINT (Ctrl-C, ``systemctl stop``: the unit's ``KillSignal``) and ``fixup stop``: stop and
+  remove everything, rules and saved calls.
+
+Dial-in sessions end either way (their PPP and MPPE state lives in this process).  A start that
+fails after the rules were installed removes them and leaves the saved calls for the next start.
 """
 from __future__ import annotations
 
@@ -22,6 +33,8 @@ from fixup.io.control import ControlServer
 from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
+from fixup.io.pat.recovery import recover
+from fixup.io.pat.state_store import StateStore, boot_id
 from fixup.io.reload import Reloader
 from fixup.io.service import Notifier
 from fixup.io.logs import EventLog
@@ -72,12 +85,23 @@ def startup_line(policy: Policy, pat: IPv4Address) -> str:
     return f"fixup: {what}, PAT {pat}, inside {inside}, outside {policy.outside}, gre {policy.gre}"
 
 
+KEEP, FLUSH = "keep", "flush"  # how the daemon stops: see the module docstring
+
+
+def stop_mode(signum: int) -> str:
+    return KEEP if signum == signal.SIGTERM else FLUSH
+
+
 class _Stopped(Exception):
-    """SIGTERM before the event loop runs: unwind through the ``finally`` clauses."""
+    """A stop signal before the event loop runs: unwind through the ``finally`` clauses."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.mode = stop_mode(signum)
 
 
 def _raise_stopped(signum: int, _frame: object) -> None:
-    raise _Stopped(signal.Signals(signum).name)
+    raise _Stopped(signum)
 
 
 def _ignore_stop_signals() -> None:
@@ -87,8 +111,8 @@ def _ignore_stop_signals() -> None:
 
 
 def run(policy: Policy, *, debug: bool = False) -> int:
-    """Run the daemon until SIGINT/SIGTERM; return the exit status (0 on a clean stop).
-    ``debug``: debug logging stays on across reloads."""
+    """Run the daemon until a stop signal or ``fixup stop``; return the exit status (0 on a clean
+    stop).  ``debug``: debug logging stays on across reloads."""
     from fixup.proto.pat.tracker import Tracker
 
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -96,42 +120,54 @@ def run(policy: Policy, *, debug: bool = False) -> int:
     control: ControlServer | None = None
     shell: QueueShell | None = None
     vpdn: TerminateIo | None = None
-    installed = False
+    store: StateStore | None = None
+    plane: ControlPlane | None = None
+    installed, mode = False, FLUSH  # a start that fails removes the rules (the saved calls stay)
     try:
         pat = resolve_pat_address(policy)
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
-        plane = ControlPlane(tracker, GreMaps(Nft()) if policy.gre == "kernel" else None)
+        store = StateStore(policy.state_dir, store_identity(policy, pat))
+        gre_maps = GreMaps(Nft(), policy.timeouts.gre_lease) if policy.gre == "kernel" else None
+        plane = ControlPlane(tracker, gre_maps, store)
         vpdn = _terminate_io(policy, plane)
         notifier = Notifier()
-        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier)
+        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, gre_maps=gre_maps)
+        stopper = Stopper()
         control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn,
-                                on_reload=reloader.reload)
+                                on_reload=reloader.reload, on_stop=stopper.flush)
         control.prepare()
         ruleset = netfilter.build_ruleset(policy, pat, netfilter.probe_capabilities())
         netfilter.ensure_forwarding()
         shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet)
         shell.bind()
-        installed = True  # from here on, whatever happens, the rules are removed
-        netfilter.install(ruleset)
+        store.open()
+        recovery = recover(tracker, store, policy.pptp_ports, gre_maps)
+        installed = True  # from here on, whatever happens, the rules are removed or kept on purpose
+        netfilter.install(ruleset, resume=True, elements=recovery.elements)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
         log.info("%s", startup_line(policy, pat))
+        if recovery.describe(store.path):
+            log.info("%s", recovery.describe(store.path))
         if vpdn is not None:
             vpdn.prepare()
         metrics = None
         if policy.metrics_port is not None:
             from fixup.io.metrics import FixupCollector, MetricsServer
 
-            metrics = MetricsServer(policy.metrics_port, FixupCollector(tracker, vpdn, reloader, plane.refresh_counts))
-        asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat), metrics))
-    except (_Stopped, KeyboardInterrupt):
+            metrics = MetricsServer(policy.metrics_port, FixupCollector(tracker, vpdn, reloader, plane.refresh_counts,
+                                                                        recovery))
+        mode = asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat), stopper, metrics))
+    except _Stopped as stopped:
+        mode = stopped.mode
+        log.info("fixup: stopped during start-up")
+    except KeyboardInterrupt:
         log.info("fixup: stopped during start-up")
     finally:
         _ignore_stop_signals()
         try:
             if installed:
-                netfilter.remove()
-                log.info("fixup: rules removed, stopped")
+                _leave(mode, plane, store, policy)
         finally:
             if shell is not None:
                 shell.close()
@@ -139,25 +175,78 @@ def run(policy: Policy, *, debug: bool = False) -> int:
                 vpdn.close()
             if control is not None:
                 control.remove_socket()
+            if store is not None:
+                store.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     return 0
 
 
-class ControlPlane:
-    """Tracker events to the kernel (GRE maps, in ``gre: kernel``) and to the log."""
+def store_identity(policy: Policy, pat: IPv4Address) -> dict[str, str]:
+    """What saved calls are valid for: this boot, this PAT address, these ports, this GRE mode."""
+    return {"boot": boot_id(), "pat": str(pat), "ports": ",".join(str(p) for p in sorted(set(policy.pptp_ports))),
+            "gre": policy.gre}
 
-    def __init__(self, tracker: Any, gre_maps: GreMaps | None) -> None:
+
+def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, policy: Policy) -> None:
+    """Keep (SIGTERM) or remove (everything else) what this daemon set up; say which."""
+    if mode == KEEP and plane is not None and store is not None:
+        plane.save()
+        calls = sum(len(plane.tracker.calls.calls_of(c)) for c in plane.tracker.connections.values())
+        lease = (f"; their GRE translations expire {policy.timeouts.gre_lease:g} s after this"
+                 if policy.gre == "kernel" else "")
+        log.info("fixup: stopped, rules and %d call%s kept for the next start%s ('fixup stop' removes everything)",
+                 calls, "" if calls == 1 else "s", lease)
+        return
+    netfilter.remove()
+    if store is not None and mode == FLUSH:
+        store.clear()
+    log.info("fixup: rules removed, stopped")
+
+
+class Stopper:
+    """How the event loop is asked to stop: by a signal (keep or flush) or ``fixup stop`` (flush)."""
+
+    def __init__(self) -> None:
+        self.mode = FLUSH
+        self.event: asyncio.Event | None = None
+
+    def request(self, mode: str) -> None:
+        self.mode = mode
+        if self.event is not None:
+            self.event.set()
+
+    def flush(self) -> None:
+        log.info("fixup: 'fixup stop' received, stopping and removing everything")
+        self.request(FLUSH)
+
+
+class ControlPlane:
+    """Tracker events to the kernel (GRE maps, in ``gre: kernel``), to the restart store and
+    to the log."""
+
+    def __init__(self, tracker: Any, gre_maps: GreMaps | None, store: StateStore | None = None) -> None:
         self.tracker = tracker
         self.gre_maps = gre_maps
+        self.store = store
+        self.ticks = 0
 
     def after_packet(self) -> None:
         """After every queued packet, before its verdict: a call that has just come up gets its
-        kernel translation before the reply that opened it reaches the client."""
+        kernel translation, and the connection its saved record, before the segment goes on."""
         self.handle(self.tracker.take_events())
+        self.save()
 
     def tick(self) -> None:
         self.handle(self.tracker.poll(time.monotonic()))
+        self.save()
+        self.ticks += 1
+        if self.gre_maps is not None:
+            self.gre_maps.renew(self.tracker.calls.gre_in.values(), self.ticks)
+
+    def save(self) -> None:
+        if self.store is not None:
+            self.store.save(*self.tracker.take_changes())
 
     def handle(self, events: list[Any]) -> None:
         if events and self.gre_maps is not None:
@@ -206,14 +295,15 @@ def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
 
 
 async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer, vpdn: TerminateIo | None,
-                 reloader: Reloader, status: str, metrics: Any = None) -> None:
+                 reloader: Reloader, status: str, stopper: Stopper, metrics: Any = None) -> str:
     """The event loop: queue reader, 1 s timer, control socket, local PPTP server, until a stop
-    signal; SIGHUP reloads the policy.  The service manager hears READY=1 once all of it serves."""
+    signal or ``fixup stop``; SIGHUP reloads the policy.  The service manager hears READY=1 once
+    all of it serves.  Returns how to stop (:data:`KEEP` or :data:`FLUSH`)."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stopper.event = asyncio.Event()
     notifier = reloader.notifier
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _on_signal, signum, stop, notifier)
+        loop.add_signal_handler(signum, _on_signal, signum, stopper, notifier)
     reloads: set[asyncio.Task[Any]] = set()
     loop.add_signal_handler(signal.SIGHUP, _on_hangup, reloader, reloads)
     loop.add_reader(shell.fileno(), shell.process_pending)
@@ -228,18 +318,23 @@ async def _serve(plane: ControlPlane, shell: QueueShell, control: ControlServer,
     try:
         await stop.wait()
     finally:
+        notifier.stopping()
         if watchdog is not None:
             watchdog.cancel()
         if metrics is not None:
             await metrics.stop()
         if vpdn is not None:
-            await vpdn.stop()
+            ended = await vpdn.stop()
+            if ended:
+                log.info("fixup: %d dial-in tunnel%s ended (PPP and MPPE state cannot outlive the process): "
+                         "LCP Terminate, CDN, StopCCRQ, accounting Stop Admin-Reboot", ended, "" if ended == 1 else "s")
         timer.cancel()
         loop.remove_reader(shell.fileno())
         await control.stop()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     plane.tick()
+    return stopper.mode
 
 
 def _on_hangup(reloader: Reloader, tasks: set[asyncio.Task[Any]]) -> None:
@@ -249,10 +344,12 @@ def _on_hangup(reloader: Reloader, tasks: set[asyncio.Task[Any]]) -> None:
     task.add_done_callback(tasks.discard)
 
 
-def _on_signal(signum: int, stop: asyncio.Event, notifier: Notifier) -> None:
-    log.info("fixup: %s received, stopping", signal.Signals(signum).name)
+def _on_signal(signum: int, stopper: Stopper, notifier: Notifier) -> None:
+    mode = stop_mode(signum)
+    log.info("fixup: %s received, stopping (%s)", signal.Signals(signum).name,
+             "keeping the calls for the next start" if mode == KEEP else "removing everything")
     notifier.stopping()
-    stop.set()
+    stopper.request(mode)
 
 
 async def _watchdog(notifier: Notifier) -> None:

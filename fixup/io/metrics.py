@@ -36,9 +36,10 @@ class FixupCollector:
     """Reads the tracker, the dial-in server and the reloader at each scrape."""
 
     def __init__(self, tracker: Tracker, vpdn: TerminateIo | None, reloader: Reloader,
-                 refresh: Callable[[], None] = lambda: None) -> None:
+                 refresh: Callable[[], None] = lambda: None, recovery: Any = None) -> None:
         self.tracker, self.vpdn, self.reloader = tracker, vpdn, reloader
         self.refresh = refresh  # the kernel GRE path's counters are read back first
+        self.recovery = recovery  # what this start resumed (fixup.io.pat.recovery.Recovery)
 
     def collect(self) -> Iterator[Metric]:
         self.refresh()
@@ -62,6 +63,14 @@ class FixupCollector:
         for reason, count in (vpdn or {}).get("drops", {}).items():
             drops.add_metric(["vpdn", reason], count)
         yield drops
+        if self.recovery is not None:
+            yield _counter("fixup_restarts_with_calls_recovered",
+                           "starts that resumed saved PAT calls, over the life of the state store",
+                           self.recovery.recoveries)
+            yield _gauge("fixup_recovered_calls", "PAT calls this process resumed at its start",
+                         self.recovery.restored.calls)
+            yield _gauge("fixup_recovered_connections", "control connections this process resumed at its start",
+                         self.recovery.restored.connections)
         if vpdn is not None:
             yield from _vpdn_metrics(vpdn)
         reloads = CounterMetricFamily("fixup_reloads", "policy reloads", labels=["outcome"])

@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--hold-timeout", type=float, default=60.0)
     client.add_argument("--again", action="store_true",
                         help="after the hold: one more Echo round trip and GRE ping on the same calls")
+    client.add_argument("--again-call", type=int, default=None, metavar="CALL_ID",
+                        help="with --again: place one more call with this Call ID on the same connection")
     client.add_argument("--timeout", type=float, default=REPLY_TIMEOUT, help="seconds per reply")
     client.add_argument("--seed", type=int, default=None)
 

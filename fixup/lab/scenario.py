@@ -114,6 +114,7 @@ class Lab:
         self.socket_path = os.path.join(workdir, "fixup.sock")
         self.policy_path = os.path.join(workdir, "policy.yaml")
         self.daemon_log_path = os.path.join(workdir, "daemon.log")
+        self.state_dir = os.path.join(workdir, "state")
         self.clearing_timeout = clearing_timeout
         self.daemon: subprocess.Popen[str] | None = None
         self.server: JsonLines | None = None
@@ -135,6 +136,7 @@ class Lab:
             f"{self.limits_text()}"
             "runtime:\n"
             f"  control_socket: {self.socket_path}\n"
+            f"  state_dir: {self.state_dir}\n"
             f"  log_level: {self.log_level}\n"
         )
 
@@ -150,7 +152,7 @@ class Lab:
     def start_daemon(self, timeout: float = DAEMON_START_TIMEOUT) -> None:
         """``fixup run`` in the gateway namespace; returns once its control socket answers."""
         self.write_policy()
-        log = open(self.daemon_log_path, "w", encoding="utf-8")  # noqa: SIM115 - the child keeps it
+        log = open(self.daemon_log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child keeps it; a restart appends
         self.daemon = self.topology.popen(self.topology.gateway, [*FIXUP, "run", "--policy", self.policy_path],
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -194,14 +196,16 @@ class Lab:
         """``fixup ARGS --socket PATH`` run in the gateway namespace."""
         return self.topology.exec(self.topology.gateway, [*FIXUP, *args, "--socket", self.socket_path])
 
-    def stop_daemon(self, timeout: float = 15.0) -> tuple[int | None, list[str]]:
-        """SIGTERM the daemon; return its exit status and the fixup rules still present."""
+    def stop_daemon(self, timeout: float = 15.0, sig: int = signal.SIGINT) -> tuple[int | None, list[str]]:
+        """Stop the daemon (SIGINT: stop and remove everything; SIGTERM: stop and keep the calls
+        for the next start; SIGKILL: a crash); return its exit status and the fixup rules still
+        present."""
         from fixup.io.pat.netfilter import Commands, leftovers
 
         status: int | None = None
         if self.daemon is not None:
             if self.daemon.poll() is None:
-                self.daemon.send_signal(signal.SIGTERM)
+                self.daemon.send_signal(sig)
             try:
                 status = self.daemon.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -294,7 +298,7 @@ def run_lab(args: argparse.Namespace) -> list[str]:
             for client in clients:
                 release(client)
                 client.finish(5)
-            step("stopping the gateway (SIGTERM) and checking its rules are gone")
+            step("stopping the gateway (SIGINT, as systemctl stop) and checking its rules are gone")
             status, left = lab.stop_all()
             problems += check_stop(status, left, lab)
     problems += [f"namespace {ns} left behind" for ns in list_prefixed(args.prefix)]

@@ -36,6 +36,7 @@ DEFAULT_QUEUE_NUM = 1723
 DEFAULT_CONTROL_SOCKET = "/run/fixup/fixup.sock"
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_GRE_MODE = "kernel"
+DEFAULT_STATE_DIR = "/var/lib/fixup"
 
 TOP_KEYS = ("inside", "outside", "pat_address", "fixup", "runtime", "terminate", "aaa")
 REQUIRED_KEYS = {
@@ -44,7 +45,7 @@ REQUIRED_KEYS = {
 }
 FIXUP_KEYS = ("pptp",)
 PPTP_KEYS = ("ports", "gre", "timeouts", "limits")
-RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port")
+RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port", "state_dir")
 
 
 
@@ -66,6 +67,7 @@ class Policy:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     log_level: str = DEFAULT_LOG_LEVEL
     metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1; None: off
+    state_dir: str = DEFAULT_STATE_DIR  # the restart store (issue 12)
     source: str = "<policy>"
     terminate: TerminatePolicy | None = field(default=None, hash=False)
     aaa: Mapping[str, AaaGroup] = field(default_factory=dict, hash=False)
@@ -165,6 +167,7 @@ def build_policy(p: Parser, root: MappingNode) -> Policy:
         log_level=p.optional(runtime, "log_level", "runtime", p.log_level, DEFAULT_LOG_LEVEL),
         metrics_port=p.optional(runtime, "metrics_port", "runtime",
                                 lambda n, k: p.integer(n, k, "a TCP port 1-65535", 1, 65535), None),
+        state_dir=p.optional(runtime, "state_dir", "runtime", p.directory, DEFAULT_STATE_DIR),
         source=p.path,
         terminate=parse_terminate(p, top.get("terminate"), aaa),
         aaa=aaa,

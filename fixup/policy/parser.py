@@ -193,6 +193,13 @@ class Parser:
             self.fail(f"path too long for a unix socket (max {UNIX_PATH_MAX - 1} bytes)", key, node)
         return text
 
+    def directory(self, node: Node, key: str) -> str:
+        """An absolute directory path (it need not exist yet)."""
+        text = self.scalar_text(node, key, "an absolute path")
+        if not text.startswith("/") or "\0" in text or len(text.encode()) > 1024:
+            self.fail(f"expected an absolute path to a directory, got {_shorten(text)}", key, node)
+        return text.rstrip("/") or "/"
+
     def log_level(self, node: Node, key: str) -> str:
         return self.choice(node, key, LOG_LEVELS, lower=True)
 

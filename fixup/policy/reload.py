@@ -28,6 +28,7 @@ RESTART_ONLY = {
     "queue_num": "runtime.queue",
     "control_socket": "runtime.control_socket",
     "metrics_port": "runtime.metrics_port",
+    "state_dir": "runtime.state_dir",
 }
 RESTART_ONLY_TERMINATE = {
     "listen_address": "terminate.listen",

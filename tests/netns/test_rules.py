@@ -197,7 +197,8 @@ def _fixup_run_argv() -> list[str]:
 def _write_policy(tmp_path: Path) -> tuple[Path, str]:
     sock = str(tmp_path / "run" / "fixup.sock")
     path = tmp_path / "policy.yaml"
-    path.write_text(f"inside: [{INSIDE}]\noutside: {OUTSIDE}\nruntime:\n  control_socket: {sock}\n  queue: 1723\n")
+    path.write_text(f"inside: [{INSIDE}]\noutside: {OUTSIDE}\nruntime:\n  control_socket: {sock}\n  queue: 1723\n"
+                    f"  state_dir: {tmp_path / 'state'}\n")
     return path, sock
 
 
@@ -217,7 +218,7 @@ def _wait_running(proc: subprocess.Popen[str], ns: Namespace, sock: str) -> dict
     pytest.fail("fixup run did not come up within 30 s")
 
 
-def test_fixup_run_installs_and_sigterm_removes(ns: Namespace, tmp_path: Path) -> None:
+def test_fixup_run_installs_and_sigint_removes(ns: Namespace, tmp_path: Path) -> None:
     policy_path, sock = _write_policy(tmp_path)
     proc = subprocess.Popen(ns.argv(*_fixup_run_argv(), "run", "--policy", str(policy_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -234,7 +235,7 @@ def test_fixup_run_installs_and_sigterm_removes(ns: Namespace, tmp_path: Path) -
         assert len(second.stderr.strip().splitlines()) == 1
         assert netfilter.leftovers(ns.commands)  # the second daemon did not touch the first one's rules
 
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)  # stop and remove (systemctl stop); SIGTERM keeps, see test_restart
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

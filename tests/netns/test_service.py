@@ -37,7 +37,7 @@ def test_the_unit_verifies(tmp_path: Path) -> None:
     text = UNIT.read_text()
     for needed in ("Type=notify", "WatchdogSec=", "ExecReload=", "Restart=on-failure", "SyslogIdentifier=fixup",
                    "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", "ProtectSystem=strict", "StateDirectory=fixup",
-                   "RuntimeDirectory=fixup"):
+                   "RuntimeDirectory=fixup", "KillSignal=SIGINT", "RestartKillSignal=SIGTERM"):
         assert needed in text
 
 

@@ -196,7 +196,7 @@ def test_ensure_forwarding_reads_but_never_writes(tmp_path: object) -> None:
 def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
     rules = build_ruleset(policy(gre="kernel"), PAT, XTABLES)
     script = rules.nft_script
-    assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; counter; }" in script
+    assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; flags timeout; counter; }" in script
     assert "notrack ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
     assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} accept" in script
     assert "ip protocol != gre accept" in script and "chain gre_notrack" not in script  # one chain per hook

@@ -10,11 +10,18 @@ For every established call (RFC 2637 section 4.1: GRE carries the receiver's Cal
 
 Elements carry counters; :meth:`GreMaps.read_counts` feeds them back to the tracker (idle
 timeouts, ``show calls``).  GRE matching no element is counted and dropped by the rules.
+
+Elements also carry a timeout, the lease (``fixup.pptp.timeouts.gre_lease``, issue 12 item 3):
+the daemon renews each live call's elements a third of a lease at a time (``add element`` with
+``timeout`` and ``expires`` renews an element in place, counters kept), so GRE of live calls
+flows on while no daemon runs -- a restart, an upgrade -- and a dead daemon leaves no
+translation behind for longer than the lease.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from fixup.errors import SetupError
@@ -27,6 +34,7 @@ IN_UNKNOWN, OUT_UNKNOWN = "gre_in_unknown", "gre_out_unknown"
 
 InKey = tuple[str, int]  # server, translated
 OutKey = tuple[str, str, int]  # client, server, server call id
+Counts = tuple[dict[InKey, tuple[int, int]], dict[OutKey, tuple[int, int]]]
 
 
 class NftRunner(Protocol):
@@ -35,11 +43,34 @@ class NftRunner(Protocol):
     def run_json(self, commands: str) -> list[dict[str, Any]]: ...
 
 
-def add_commands(client: str, server: str, translated: int, original: int, server_id: int) -> str:
-    """Element additions for one call (one atomic batch)."""
-    return (f"add element {TABLE} {IN_ADDR} {{ {server} . {translated} : {client} }}\n"
-            f"add element {TABLE} {IN_ID} {{ {server} . {translated} : {original} }}\n"
-            f"add element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} }}\n")
+def add_commands(client: str, server: str, translated: int, original: int, server_id: int, lease: float,
+                 counts: tuple[int, int, int, int] | None = None) -> str:
+    """Element additions for one call (one atomic batch), each for one ``lease``; ``counts``
+    (packets and bytes out, then in) start the counters where an earlier process left them."""
+    t = _lease(lease)
+    c_in = c_out = ""
+    if counts is not None:
+        c_out, c_in = f" counter packets {counts[0]} bytes {counts[1]}", f" counter packets {counts[2]} bytes {counts[3]}"
+    return (f"add element {TABLE} {IN_ADDR} {{ {server} . {translated}{c_in} timeout {t} : {client} }}\n"
+            f"add element {TABLE} {IN_ID} {{ {server} . {translated} timeout {t} : {original} }}\n"
+            f"add element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id}{c_out} timeout {t} }}\n")
+
+
+def renew_commands(client: str, server: str, translated: int, original: int, server_id: int, lease: float) -> str:
+    """A new lease for one call's elements, counters untouched."""
+    t = _lease(lease)
+    return (f"add element {TABLE} {IN_ADDR} {{ {server} . {translated} timeout {t} expires {t} : {client} }}\n"
+            f"add element {TABLE} {IN_ID} {{ {server} . {translated} timeout {t} expires {t} : {original} }}\n"
+            f"add element {TABLE} {OUT_SET} {{ {client} . {server} . {server_id} timeout {t} expires {t} }}\n")
+
+
+def _lease(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def call_keys(call: Any) -> tuple[str, str, int, int, int]:
+    """(client, server, translated, original, server id) of a tracker call with open GRE."""
+    return (str(IPv4Address(call.client)), str(IPv4Address(call.server)), call.translated, call.original, call.server_id)
 
 
 def delete_commands(in_key: InKey, out_key: OutKey) -> str:
@@ -55,8 +86,9 @@ class GreMaps:
     carry every key and whether the call's GRE was open (``gre_open``), so nothing is kept
     per call here (10,000s of calls)."""
 
-    def __init__(self, nft: NftRunner) -> None:
+    def __init__(self, nft: NftRunner, lease: float) -> None:
         self.nft = nft
+        self.lease = lease  # a reload may change it: the next renewal uses the new one
 
     def apply(self, events: Iterable[Any]) -> None:
         """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones whose GRE was
@@ -65,9 +97,31 @@ class GreMaps:
         for event in events:
             d = event.data
             if event.kind == "call-up":
-                self._run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"]), d)
+                self._run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"],
+                                       self.lease), d)
             elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
                 self._run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])), d)
+
+    def restored_commands(self, calls: Iterable[Any], counts: Counts) -> str:
+        """The elements of calls an earlier process set up, for the start-up batch: counters from
+        the kernel's elements of that process when it still has them (``counts``), else saved."""
+        inbound, outbound = counts
+        lines = []
+        for call in calls:
+            client, server, translated, original, server_id = keys = call_keys(call)
+            p_in, b_in = inbound.get((server, translated), (call.packets_in, call.bytes_in))
+            p_out, b_out = outbound.get((client, server, server_id), (call.packets_out, call.bytes_out))
+            lines.append(add_commands(*keys, self.lease, (p_out, b_out, p_in, b_in)))
+        return "".join(lines)
+
+    def renew(self, calls: Iterable[Any], tick: int) -> None:
+        """Renew the leases of the calls in this tick's slice: each call once every third of a
+        lease, spread over the ticks (one per second) so no tick writes them all."""
+        slices = max(1, int(self.lease // 3))
+        batch = "".join(renew_commands(*call_keys(call), self.lease) for call in calls
+                        if call.translated % slices == tick % slices)
+        if batch:
+            self._run(batch, {"renewal": tick})
 
     def _run(self, commands: str, d: dict[str, Any]) -> None:
         try:

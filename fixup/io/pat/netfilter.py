@@ -296,9 +296,9 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
     gre_in = f"ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1}"
     in_key = f"ip saddr . {_GRE_CALL_ID}"
     return [
-        f"  map gre_in_addr {{ typeof {in_key} : ip daddr; counter; }}",
-        f"  map gre_in_id {{ typeof {in_key} : {_GRE_CALL_ID}; }}",
-        f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; counter; }}",
+        f"  map gre_in_addr {{ typeof {in_key} : ip daddr; flags timeout; counter; }}",
+        f"  map gre_in_id {{ typeof {in_key} : {_GRE_CALL_ID}; flags timeout; }}",
+        f"  set gre_out {{ typeof ip saddr . ip daddr . {_GRE_CALL_ID}; flags timeout; counter; }}",
         f"  set local_gre {{ typeof {in_key}; }}",
         "  counter gre_in_unknown { }",
         "  counter gre_out_unknown { }",
@@ -348,31 +348,67 @@ def xtables_commands(policy: QueuePolicy, pat_address: IPv4Address) -> tuple[tup
 # --- install / remove --------------------------------------------------------------------------
 
 
-def install(ruleset: RuleSet, commands: Commands | None = None) -> None:
-    """Remove leftovers of an earlier run, then apply ``ruleset``.  On failure, remove again."""
+def install(ruleset: RuleSet, commands: Commands | None = None, *, resume: bool = False,
+            elements: str = "") -> None:
+    """Apply ``ruleset``, replacing whatever an earlier run left.  On failure, remove everything.
+
+    ``resume`` (a restart that keeps the calls, issue 12): the table is replaced in one nft
+    transaction, with ``elements`` (the restored calls' GRE translations) in it, so GRE never
+    meets a table without them; xtables chains that are already exactly these rules stay, since
+    deleting and re-adding them would let control segments pass uninspected for a moment."""
     commands = commands or Commands()
-    remove(commands)
+    xt_in_place = resume and bool(ruleset.xtables) and xtables_in_place(ruleset, commands)
+    if not resume:
+        remove(commands)
+    elif not xt_in_place:
+        _remove_xtables(commands)
     try:
-        commands.run([NFT, "-f", "-"], stdin=ruleset.nft_script)
-        for argv in ruleset.xtables:
-            commands.run(argv)
+        commands.run([NFT, "-f", "-"], stdin=ruleset.nft_script + elements)
+        if not xt_in_place:
+            for argv in ruleset.xtables:
+                commands.run(argv)
     except SetupError:
         remove(commands)
         raise
-    log.debug("rules installed (%s queueing)", ruleset.flavour)
+    log.debug("rules installed (%s queueing%s)", ruleset.flavour, ", xtables chains kept" if xt_in_place else "")
+
+
+def xtables_in_place(ruleset: RuleSet, commands: Commands) -> bool:
+    """Whether every xtables rule of ``ruleset`` is present (``iptables -C``) and our chains hold
+    no other rule."""
+    expected: dict[tuple[str, str], int] = {}
+    for argv in ruleset.xtables:
+        table, op, chain, rest = argv[2], argv[3], argv[4], list(argv[5:])
+        if op == "-N":
+            continue
+        if op == "-I":
+            rest = rest[1:]  # the position
+        else:
+            expected[(table, chain)] = expected.get((table, chain), 0) + 1
+        if not commands.ok([IPTABLES, "-t", table, "-C", chain, *rest]):
+            return False
+    for (table, chain), count in expected.items():
+        listing = commands.run([IPTABLES, "-t", table, "-S", chain], check=False).stdout
+        if sum(1 for line in listing.splitlines() if line.startswith("-A ")) != count:
+            return False
+    return True
 
 
 def remove(commands: Commands | None = None) -> None:
     """Delete fixup's jumps, chains and table; absent pieces are fine.  SetupError if something stays."""
     commands = commands or Commands()
-    if shutil.which(IPTABLES) is not None:
-        for chain, (table, builtin) in XT_JUMPS.items():
-            _remove_xt_chain(commands, table, builtin, chain)
+    _remove_xtables(commands)
     if shutil.which(NFT) is not None:
         commands.run([NFT, "delete", "table", NFT_FAMILY, NFT_TABLE], check=False)
     left = leftovers(commands)
     if left:
         raise SetupError(f"could not remove fixup rules: {', '.join(left)} still present")
+
+
+def _remove_xtables(commands: Commands) -> None:
+    if shutil.which(IPTABLES) is not None:
+        for chain, (table, builtin) in XT_JUMPS.items():
+            _remove_xt_chain(commands, table, builtin, chain)
 
 
 def _xt_chain_present(commands: Commands, table: str, chain: str) -> bool:

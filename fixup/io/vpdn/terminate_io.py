@@ -80,9 +80,11 @@ class TerminateIo:
                  self.listen, *self.policy.pool, " ".join(self.policy.authentication), self.policy.encryption.mppe,
                  " required" if self.policy.encryption.required else "", self.policy.max_sessions)
 
-    async def stop(self) -> None:
+    async def stop(self) -> int:
+        """End every tunnel (LCP Terminate, CDN, StopCCRQ; accounting Stop Admin-Reboot), then
+        close; returns how many tunnels there were."""
         now = time.monotonic()
-        self.server.clear(now, why=STOPPING)
+        ended = self.server.clear(now, why=STOPPING)
         self._flush()
         if self.ticker is not None:
             self.ticker.cancel()
@@ -96,6 +98,7 @@ class TerminateIo:
         if self.tcp_server is not None:
             self.tcp_server.close()
         self.close()
+        return ended
 
     async def reload(self, policy: TerminatePolicy) -> None:
         """A reloaded ``terminate`` section (listen and local address unchanged, see
