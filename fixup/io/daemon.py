@@ -33,7 +33,7 @@ from fixup.io.control import ControlServer
 from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
-from fixup.io.pat.recovery import recover
+from fixup.io.pat.recovery import kernel_counts, recover
 from fixup.io.pat.state_store import StateStore, boot_id
 from fixup.io.reload import Reloader
 from fixup.io.service import Notifier
@@ -132,12 +132,15 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         plane = ControlPlane(tracker, gre_maps, store)
         vpdn = _terminate_io(policy, plane)
         notifier = Notifier()
-        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, gre_maps=gre_maps)
+        capabilities = netfilter.probe_capabilities()
+        rules = RuleKeeper(pat, capabilities, tracker, gre_maps, store)
+        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, gre_maps=gre_maps,
+                            rebuild_rules=rules.rebuild)
         stopper = Stopper()
         control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn,
                                 on_reload=reloader.reload, on_stop=stopper.flush)
         control.prepare()
-        ruleset = netfilter.build_ruleset(policy, pat, netfilter.probe_capabilities())
+        ruleset = netfilter.build_ruleset(policy, pat, capabilities)
         netfilter.ensure_forwarding()
         shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet)
         shell.bind()
@@ -202,6 +205,26 @@ def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, poli
     if store is not None and mode == FLUSH:
         store.clear()
     log.info("fixup: rules removed, stopped")
+
+
+class RuleKeeper:
+    """Rebuilds the rules in place when a reload changes the control ports."""
+
+    def __init__(self, pat: IPv4Address, capabilities: netfilter.Capabilities, tracker: Any,
+                 gre_maps: GreMaps | None, store: StateStore) -> None:
+        self.pat, self.capabilities, self.tracker = pat, capabilities, tracker
+        self.gre_maps, self.store = gre_maps, store
+
+    def rebuild(self, old: Policy, new: Policy) -> None:
+        """Every live call's GRE translations (and the dial-in calls' ``local_gre``) go into the
+        transaction that replaces the table."""
+        elements = ""
+        if self.gre_maps is not None:
+            elements = (self.gre_maps.element_commands(self.tracker.calls.gre_in.values(), kernel_counts(self.gre_maps))
+                        + self.gre_maps.local_commands(self.tracker.local_gre))
+        netfilter.update(netfilter.build_ruleset(old, self.pat, self.capabilities),
+                         netfilter.build_ruleset(new, self.pat, self.capabilities), elements=elements)
+        self.store.restamp(store_identity(new, self.pat))
 
 
 class Stopper:

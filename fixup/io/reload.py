@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from fixup.errors import FixupError
 from fixup.io.control import set_log_level
@@ -30,8 +30,10 @@ class Reloader:
     """Holds the policy in force; :meth:`reload` swaps it for the file's current contents."""
 
     def __init__(self, policy: Policy, pat: IPv4Address, tracker: Tracker, vpdn: TerminateIo | None, *,
-                 debug: bool = False, notifier: Notifier | None = None, gre_maps: Any = None) -> None:
+                 debug: bool = False, notifier: Notifier | None = None, gre_maps: Any = None,
+                 rebuild_rules: Callable[[Policy, Policy], None] | None = None) -> None:
         self.policy = policy
+        self.rebuild_rules = rebuild_rules  # old, new policy: the netfilter rules for new control ports
         self.gre_maps = gre_maps  # the kernel path: a new gre_lease applies from the next renewal
         self.pat = pat
         self.tracker = tracker
@@ -61,6 +63,15 @@ class Reloader:
             self.last = {"ok": False, "error": str(err)}
             log.error("fixup: reload refused: %s", err)
             return self.last
+        if plan.rules_changed and self.rebuild_rules is not None:
+            try:
+                self.rebuild_rules(self.policy, new)
+            except FixupError as err:
+                self.reloads["refused"] += 1
+                self.last = {"ok": False, "error": f"the rules for {', '.join(str(p) for p in new.pptp_ports)} "
+                                                   f"could not be installed: {err}"}
+                log.error("fixup: reload refused: %s", self.last["error"])
+                return self.last
         self.tracker.config = new.tracker_config(self.pat)
         if self.gre_maps is not None:
             self.gre_maps.lease = new.timeouts.gre_lease

@@ -153,7 +153,8 @@ class Dialer:
         self.channel: GreChannel | None = None
         self.tun: ClientTun | None = None
         self.server_call_id: int | None = None
-        self.call_lost: str | None = None  # CDN / StopCCRQ / close from the server
+        self.call_lost: str | None = None  # CDN / StopCCRQ / close from the server (the first of them)
+        self.ended_by: list[str] = []  # the server's CDN and StopCCRQ, in order
         self.result: dict[str, Any] = {"ping": None, "transfer": None}
         self.stats = {"gre_in": 0, "gre_out": 0, "gre_foreign": 0, "tun_in": 0, "tun_out": 0, "tun_not_ipv4": 0}
 
@@ -216,9 +217,11 @@ class Dialer:
         for reply in event.replies:
             self.control.send(reply)
         if isinstance(msg, CallDisconnectNotify) and msg.call_id == self.server_call_id:
-            self.call_lost = f"call disconnected by the server (result {msg.result_code})"
+            self.ended_by.append("CDN")
+            self.call_lost = self.call_lost or f"call disconnected by the server (result {msg.result_code})"
         elif event.kind == "stop-requested":
-            self.call_lost = "control connection stopped by the server"
+            self.ended_by.append("StopCCRQ")
+            self.call_lost = self.call_lost or "control connection stopped by the server"
         elif not event.replies:
             emit(event="control-message", type=msg.message_type.name)
 
@@ -421,6 +424,7 @@ class Dialer:
             "ping": ping_result, "transfer": transfer_result,
             **({"again": self.result["again"]} if "again" in self.result else {}),
             "failure": client.failure or error or self.call_lost,
+            "ended_by": self.ended_by,
             "stats": {**self.stats, **{k: v for k, v in client.stats.items() if v},
                       **({f"channel_{k}": v for k, v in asdict(self.channel.stats).items()} if self.channel else {})},
         }

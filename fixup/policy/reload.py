@@ -1,7 +1,8 @@
 """What a reload may change: the old and the new :class:`~fixup.policy.loader.Policy` compared key by key
 (pure).  ``fixup reload`` / SIGHUP apply what :func:`plan_reload` allows and refuse, with the
 key and the reason, what only a restart can change (issue 12: interfaces, PAT address, GRE mode,
-queue, control socket, where PPTP is accepted).
+queue, control socket, where PPTP is accepted).  ``fixup.pptp.ports`` rebuilds the rules in place
+(the calls on the ports that stay keep their translations).
 
 Everything else applies at once: timeouts and log level to the running tracker, the dial-in
 settings (authentication order, encryption, users, AAA groups, pool, DNS/WINS, session limit) to
@@ -23,7 +24,6 @@ RESTART_ONLY = {
     "inside": "inside",
     "outside": "outside",
     "pat_address": "pat_address",
-    "pptp_ports": "fixup.pptp.ports",
     "gre": "fixup.pptp.gre",
     "queue_num": "runtime.queue",
     "control_socket": "runtime.control_socket",
@@ -35,7 +35,7 @@ RESTART_ONLY_TERMINATE = {
     "listen_interface": "terminate.listen",
     "local_address": "terminate.local_address",
 }
-KEY_NAMES = {"timeouts": "fixup.pptp.timeouts", "limits": "fixup.pptp.limits", "log_level": "runtime.log_level",
+KEY_NAMES = {"pptp_ports": "fixup.pptp.ports", "timeouts": "fixup.pptp.timeouts", "limits": "fixup.pptp.limits", "log_level": "runtime.log_level",
              "aaa": "aaa"}
 IGNORED = ("source",)
 
@@ -49,6 +49,11 @@ class ReloadPlan:
     @property
     def terminate_changed(self) -> bool:
         return any(key == "aaa" or key.startswith("terminate") for key in self.changed)
+
+    @property
+    def rules_changed(self) -> bool:
+        """The netfilter rules must be rebuilt (the control ports changed)."""
+        return "fixup.pptp.ports" in self.changed
 
     def describe(self) -> str:
         return ", ".join(self.changed) if self.changed else "nothing changed"

@@ -176,3 +176,26 @@ def test_a_live_call_outlives_many_leases(lab: LeasedLab) -> None:
         release(client)
     result = finished(client)
     assert result["ok"] and result["calls"][0]["gre_echoed"] == 10, json.dumps(result)
+
+
+def test_a_reload_of_the_ports_keeps_the_calls_on_the_ports_that_stay(lab: LeasedLab) -> None:
+    """``fixup.pptp.ports`` reloads in place (issue 12 item 1): rules for the new port are added
+    before any other changes, and the held call goes on."""
+    original = lab.policy_text()
+    client = lab.start_client(0, [0], "--hold", "--again", "--again-call", "1", "--clear", "--timeout", "30")
+    try:
+        holding(client)
+        with open(lab.policy_path, "w", encoding="utf-8") as f:
+            f.write(original.replace("    ports: [1723]\n", "    ports: [1723, 1724]\n"))
+        done = lab.fixup_cli("reload")
+        assert done.returncode == 0 and "fixup.pptp.ports" in done.stdout, (done, lab.daemon_log(10))
+        rules = lab.topology.exec(lab.topology.gateway, ["iptables-nft", "-t", "mangle", "-S", "FIXUP_FWD"]).stdout
+        assert "--dport 1724" in rules and "--dport 1723" in rules, rules
+        assert gre_elements(lab) == 1 or lab.gre == "queue"
+    finally:
+        with open(lab.policy_path, "w", encoding="utf-8") as f:
+            f.write(original)
+        release(client)
+    result = finished(client)
+    assert result["ok"] and [c["gre_echoed"] for c in result["calls"]] == [10, 5], json.dumps(result)
+    assert lab.fixup_cli("reload").returncode == 0

@@ -6,6 +6,8 @@ on the inside; the accounting records land in FreeRADIUS's detail file; an accep
 keys is refused with the PIX's 403110 line (seed 001 line 148)."""
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,7 @@ import pytest
 
 from fixup.lab.topology import PAT_ADDRESS, Topology
 from tests.interop import freeradius
-from tests.netns.test_terminate import INSIDE_HOST, TerminateLab, dial, terminate_topology, vpdn
+from tests.netns.test_terminate import INSIDE_HOST, TerminateLab, dial, held_dial, terminate_topology, vpdn
 
 pytestmark = pytest.mark.netns
 
@@ -106,6 +108,32 @@ def test_radius_login_reaches_the_inside_host(radius_lab, auth: str, mppe: str) 
     assert stop["Acct-Terminate-Cause"] == "User-Request"
     assert int(stop["Acct-Input-Octets"]) > 1000000 and int(stop["Acct-Input-Packets"]) > 600
     assert stop["Framed-IP-Address"] == result["address"] and stop["NAS-IP-Address"] == PAT_ADDRESS
+
+
+def test_a_restart_ends_the_dial_in_session_with_cdn_and_an_admin_reboot_stop(radius_lab) -> None:
+    """Issue 12 item 2: PPP and MPPE state cannot outlive the process, so a restart (SIGTERM,
+    systemctl restart) ends a dial-in session cleanly -- the client hears the CDN, RADIUS gets
+    the Stop with Acct-Terminate-Cause Admin-Reboot -- and the log says so."""
+    lab, server = radius_lab
+    before = len(account_of(server, "cisco"))
+    proc = held_dial(lab, "mschap-v2", "require-128", 60)
+    try:
+        status, left = lab.stop_daemon(sig=signal.SIGTERM)
+        assert status == 0 and left, lab.daemon_log(20)
+        assert "dial-in tunnel ended" in lab.daemon_log(20) and "Admin-Reboot" in lab.daemon_log(20)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        lab.start_daemon()
+    result = [json.loads(line) for line in out.splitlines() if '"result"' in line][-1]
+    assert "disconnected by the server" in (result.get("failure") or ""), result
+    assert result["ended_by"] == ["CDN", "StopCCRQ"], result
+    records = account_of(server, "cisco")[before:]
+    assert [r.get("Acct-Status-Type") for r in records] == ["Start", "Stop"], records
+    assert records[1]["Acct-Terminate-Cause"] == "Admin-Reboot"
+    assert vpdn(lab)["tunnels"] == []
 
 
 def test_radius_wrong_password_is_refused(radius_lab) -> None:

@@ -67,6 +67,6 @@ def test_leases_are_renewed_a_slice_per_tick_and_restored_elements_keep_their_co
         maps.renew([_Call()], tick)
     assert len(nft.batches) == 2  # translated ID 256: slice 1 of 3, ticks 1 and 4
     assert "timeout 9000ms expires 9000ms" in nft.batches[0] and "counter" not in nft.batches[0]
-    restored = maps.restored_commands([_Call()], ({("192.0.2.10", 256): (50, 500)}, {}))
+    restored = maps.element_commands([_Call()], ({("192.0.2.10", 256): (50, 500)}, {}))
     assert "192.0.2.10 . 256 counter packets 50 bytes 500 timeout 9000ms : 10.99.1.10" in restored
     assert "10.99.1.10 . 192.0.2.10 . 100 counter packets 1 bytes 10 timeout 9000ms" in restored

@@ -206,3 +206,39 @@ def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
     assert not any("-p gre" in line for line in lines)
     assert any("--dport 1723" in line for line in lines)
     assert not any("FIXUP_PRE" in line for line in lines)
+
+
+def test_a_resumed_start_keeps_xtables_chains_that_are_already_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: deleting and re-adding the queue rules would let control segments pass
+    uninspected; a restart finds them in place (every ``-C`` answers yes) and replaces only the
+    nft table, with the resumed calls' elements in the same transaction."""
+    monkeypatch.setattr(netfilter.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    rules = build_ruleset(policy(), PAT, XTABLES)
+    fake = FakeCommands(present=True)
+    monkeypatch.setattr(fake, "run", _listing(fake, {"FIXUP_FWD": "-A FIXUP_FWD a\n-A FIXUP_FWD b\n-A FIXUP_FWD c\n",
+                                                     "FIXUP_PRE": "-A FIXUP_PRE a\n"}))
+    netfilter.install(rules, fake, resume=True, elements="add element ip fixup gre_out { x }\n")
+    assert not any(" -D " in c or " -X " in c or " -A " in c or c.startswith("nft delete") for c in fake.calls)
+    absent = FakeCommands()
+    netfilter.install(rules, absent, resume=True)
+    assert absent.calls[-len(rules.xtables):] == xt_lines(rules)
+
+
+def _listing(fake: FakeCommands, chains: dict[str, str]):
+    """Every ``-C`` finds its rule; ``-S CHAIN`` lists ``chains[CHAIN]``."""
+    def run(argv: Sequence[str], *, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        fake.calls.append(" ".join(argv))
+        return subprocess.CompletedProcess(list(argv), 0, chains.get(argv[-1], "") if "-S" in argv else "", "")
+    return run
+
+
+def test_a_reload_of_the_ports_adds_new_rules_before_it_deletes_old_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netfilter.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    old = build_ruleset(policy(pptp_ports=(1723,)), PAT, XTABLES)
+    new = build_ruleset(policy(pptp_ports=(1724,)), PAT, XTABLES)
+    fake = FakeCommands(present=True)
+    netfilter.update(old, new, fake, elements="add element ip fixup gre_out { x }\n")
+    added = [i for i, c in enumerate(fake.calls) if "-A FIXUP_FWD" in c and "1724" in c]
+    deleted = [i for i, c in enumerate(fake.calls) if "-D FIXUP_FWD" in c and "1723" in c]
+    assert len(added) == 2 and len(deleted) == 2 and max(added) < min(deleted)
+    assert fake.calls[0] == "nft -f -" and not any(" -X " in c for c in fake.calls)

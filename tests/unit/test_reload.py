@@ -47,6 +47,7 @@ def test_nothing_changed():
     ("[mschap-v2, pap]", "[pap, mschap-v2]", "terminate.authentication"),
     ("{cisco: cisco}", "{cisco: other}", "terminate.users"),
     ("192.168.1.50", "192.168.1.90", "terminate.pool"),
+    ("ports: [1723]", "ports: [1723, 1724]", "fixup.pptp.ports"),
 ])
 def test_what_a_reload_applies(old, new, key):
     before, after = reparsed(old, new)
@@ -58,7 +59,6 @@ def test_what_a_reload_applies(old, new, key):
     ("inside: [br-in]", "inside: [br-in, br-x]", "inside"),
     ("outside: gw-out", "outside: gw-wan", "outside"),
     ("gre: kernel", "gre: queue", "fixup.pptp.gre"),
-    ("ports: [1723]", "ports: [1723, 1724]", "fixup.pptp.ports"),
     ("listen: 198.51.100.1", "listen: 198.51.100.2", "terminate.listen"),
     ("runtime: {log_level: info}", "runtime: {log_level: info, queue: 7}", "runtime.queue"),
 ])

@@ -153,3 +153,16 @@ def test_restored_calls_idle_timer_restarts_at_the_restore():
     assert new.handle_packet(gre(SERVER, PAT, tid), IN, 105.0).accept
     new.poll(200.0)
     assert not new.handle_packet(gre(SERVER, PAT, tid), IN, 200.0).accept
+
+
+def test_a_reload_that_drops_a_port_releases_its_connections_only():
+    from dataclasses import replace
+
+    t = tracker()
+    kept = established(t, CLIENTS[0])
+    place_call(kept, 0, 100)
+    t.config = replace(t.config, control_ports=frozenset({1723, 1724}))
+    assert len(t.connections) == 1
+    t.config = replace(t.config, control_ports=frozenset({1724}))
+    assert t.connections == {} and t.calls.gre_in == {}
+    assert any(e.kind == "call-down" and "no longer inspected" in e.text for e in t.take_events())

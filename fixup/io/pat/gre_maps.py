@@ -102,9 +102,9 @@ class GreMaps:
             elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
                 self._run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])), d)
 
-    def restored_commands(self, calls: Iterable[Any], counts: Counts) -> str:
-        """The elements of calls an earlier process set up, for the start-up batch: counters from
-        the kernel's elements of that process when it still has them (``counts``), else saved."""
+    def element_commands(self, calls: Iterable[Any], counts: Counts) -> str:
+        """The elements of ``calls`` for a table being replaced (a restart, a reload of the
+        ports): counters from the kernel's elements as they were (``counts``), else the calls' own."""
         inbound, outbound = counts
         lines = []
         for call in calls:
@@ -113,6 +113,13 @@ class GreMaps:
             p_out, b_out = outbound.get((client, server, server_id), (call.packets_out, call.bytes_out))
             lines.append(add_commands(*keys, self.lease, (p_out, b_out, p_in, b_in)))
         return "".join(lines)
+
+    @staticmethod
+    def local_commands(keys: Iterable[bytes]) -> str:
+        """``local_gre`` elements (peer address + Call ID, as the tracker keeps them) of the calls
+        this host terminates, for a rebuilt table."""
+        return "".join(f"add element {TABLE} local_gre {{ {IPv4Address(key[:4])} . {int.from_bytes(key[4:6], 'big')} }}\n"
+                       for key in keys)
 
     def renew(self, calls: Iterable[Any], tick: int) -> None:
         """Renew the leases of the calls in this tick's slice: each call once every third of a

@@ -373,6 +373,28 @@ def install(ruleset: RuleSet, commands: Commands | None = None, *, resume: bool 
     log.debug("rules installed (%s queueing%s)", ruleset.flavour, ", xtables chains kept" if xt_in_place else "")
 
 
+def update(old: RuleSet, new: RuleSet, commands: Commands | None = None, *, elements: str = "") -> None:
+    """A reload that changes the rules (``fixup.pptp.ports``): the table replaced in one
+    transaction with ``elements`` (every live call's translations) in it; xtables rules of
+    ``new`` that ``old`` lacks added before those only ``old`` has are deleted, so a control
+    port that stays is never left uninspected."""
+    commands = commands or Commands()
+    commands.run([NFT, "-f", "-"], stdin=new.nft_script + elements)
+    kept = set(new.xtables)
+    for argv in new.xtables:
+        if argv in old.xtables or argv[3] == "-N" and _xt_chain_present(commands, argv[2], argv[4]):
+            continue
+        commands.run(argv)
+    for argv in reversed(old.xtables):
+        if argv in kept or argv[3] == "-N":
+            continue
+        rest = list(argv[5:])
+        if argv[3] == "-I":
+            rest = rest[1:]
+        commands.run([*argv[:3], "-D", argv[4], *rest], check=False)
+    log.debug("rules updated (%d xtables rules)", len(new.xtables))
+
+
 def xtables_in_place(ruleset: RuleSet, commands: Commands) -> bool:
     """Whether every xtables rule of ``ruleset`` is present (``iptables -C``) and our chains hold
     no other rule."""

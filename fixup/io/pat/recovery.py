@@ -65,7 +65,7 @@ def recover(tracker: Tracker, store: StateStore, ports: Iterable[int], gre_maps:
         store.count_recovery(recoveries)
     elements = ""
     if gre_maps is not None and restored.gre_calls:
-        elements = gre_maps.restored_commands(restored.gre_calls, _kernel_counts(gre_maps))
+        elements = gre_maps.element_commands(restored.gre_calls, kernel_counts(gre_maps))
     return Recovery(restored, ended, recoveries, elements)
 
 
@@ -78,7 +78,7 @@ def _still_open(records: list[Any], ports: Iterable[int]) -> list[Any]:
     return [r for r in records if conntrack.record_key(r) is None or conntrack.record_key(r) in live]
 
 
-def _kernel_counts(gre_maps: GreMaps) -> Counts:
+def kernel_counts(gre_maps: GreMaps) -> Counts:
     """Counters of the previous process's elements (none when its table is gone)."""
     try:
         inbound, outbound, _unknown = gre_maps.read_counts()

@@ -131,6 +131,11 @@ class StateStore:
         except sqlite3.Error as err:
             raise SetupError(f"cannot write the state store {self.path}: {err}") from err
 
+    def restamp(self, identity: dict[str, str]) -> None:
+        """The records now hold for ``identity`` (a reload changed the control ports)."""
+        self.identity = dict(identity)
+        self._write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", item) for item in self.identity.items()])
+
     def count_recovery(self, recoveries: int) -> None:
         self._write([("INSERT OR REPLACE INTO meta VALUES ('recoveries', ?)", (str(recoveries),))])
 

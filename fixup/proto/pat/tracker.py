@@ -89,9 +89,15 @@ class Tracker:
 
     @config.setter
     def config(self, config: TrackerConfig) -> None:
-        """A reload: timeouts and limits apply from now on (the PAT address and ports do not change)."""
+        """A reload: timeouts, limits and ports apply from now on (the PAT address does not
+        change).  Connections on a port no longer inspected are released with their calls."""
+        removed = self._config.control_ports - config.control_ports
         self._config = config
         self.calls.set_limits(config.limits)
+        for conn in list(self.connections.values()):
+            if conn.key[3] in removed:
+                self._control(conn, ControlEvent.TCP_CLOSE, self._now, f"port {conn.key[3]} no longer inspected")
+                self._forget(conn)
 
     # -- public API --------------------------------------------------------------------------
 
