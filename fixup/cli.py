@@ -160,11 +160,12 @@ def policy_summary(policy: Policy) -> str:
         f"  GRE           {policy.gre}" + (" (NFQUEUE {})".format(policy.queue_num) if policy.gre == "queue" else " (nftables maps)"),
         f"  control queue NFQUEUE {policy.queue_num}",
         f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
-        f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s",
+        f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s, GRE lease {t.gre_lease:g} s",
         f"  limits        {policy.limits.calls_per_connection} calls per connection, "
         f"{policy.limits.calls_per_client} calls per client and server, "
         f"{policy.limits.connections_per_client} connections per client, {policy.limits.connections} in all",
         f"  control       {policy.control_socket}",
+        f"  saved calls   {policy.state_dir}/state.db (a restart resumes them)",
         f"  log level     {policy.log_level}",
         "  metrics       " + (f"http://127.0.0.1:{policy.metrics_port}/metrics" if policy.metrics_port else "off"),
     ]

@@ -271,7 +271,7 @@ class Steps:
 
 def run_lab(args: argparse.Namespace) -> list[str]:
     """The scenario; returns the problems found (empty = success)."""
-    step = Steps(8)
+    step = Steps(9)
     problems: list[str] = []
     step(f"building namespaces ({args.clients} clients, gateway, server; prefix {args.prefix})")
     with Topology(args.prefix, clients=args.clients) as topo, tempfile.TemporaryDirectory(prefix="fixup-lab-") as work:
@@ -283,7 +283,7 @@ def run_lab(args: argparse.Namespace) -> list[str]:
             step(f"starting PPTP server {SERVER_ADDRESS} (in {topo.server})")
             lab.start_server()
             step(f"running {args.clients} clients at once, all with Call ID 0")
-            hold = ["--hold", "--hold-timeout", "3600" if args.keep else "60", "--clear"]
+            hold = ["--hold", "--hold-timeout", "3600" if args.keep else "60", "--again", "--clear", "--timeout", "30"]
             clients = [lab.start_client(i, [0], *hold) for i in range(args.clients)]
             problems += wait_holding(clients)
             step("translation table (fixup show calls)")
@@ -292,7 +292,9 @@ def run_lab(args: argparse.Namespace) -> list[str]:
             problems += probe_pinhole(lab)
             if args.keep:
                 keep_up(lab)
-            step("clearing calls (CCRQ/CDN, StopCCRQ/StopCCRP)")
+            step("restarting the gateway (SIGTERM, as systemctl restart, then fixup run): the calls stay up")
+            problems += restart_keeps_calls(lab)
+            step("clearing calls after one more Echo and GRE round each (CCRQ/CDN, StopCCRQ/StopCCRP)")
             problems += finish_clients(clients)
         finally:
             for client in clients:
@@ -353,6 +355,21 @@ def show_table(lab: Lab, expected_calls: int) -> list[str]:
         problems.append(f"table shows {len(calls)} calls, expected {expected_calls}")
     if len(translated) != len(calls):
         problems.append(f"translated Call IDs are not distinct: {sorted(map(str, translated))}")
+    return problems
+
+
+def restart_keeps_calls(lab: Lab) -> list[str]:
+    """Issue 12: the same translations after a restart (the clients' Echo and GRE after it are
+    checked when they finish)."""
+    before = {(c["client"], c["translated_id"]) for c in (lab.try_snapshot() or {}).get("calls", [])}
+    status, left = lab.stop_daemon(sig=signal.SIGTERM)
+    problems = [] if status == 0 and left else [f"SIGTERM: exit {status}, rules kept: {left}"]
+    lab.start_daemon()
+    resumed = [line.split("fixup: ", 1)[1] for line in lab.daemon_log(20).splitlines() if "fixup: resumed" in line]
+    print(f"      {resumed[-1] if resumed else 'nothing resumed'}")
+    after = {(c["client"], c["translated_id"]) for c in (lab.try_snapshot() or {}).get("calls", [])}
+    if after != before:
+        problems.append(f"calls before the restart {sorted(before)}, after {sorted(after)}")
     return problems
 
 
@@ -426,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print("fixup lab: OK (every echo arrived, distinct translated Call IDs, GRE of no call dropped, rules and namespaces removed)")
+    print("fixup lab: OK (every echo arrived, distinct translated Call IDs, GRE of no call dropped, calls kept across a restart, rules and namespaces removed)")
     return 0
 
 

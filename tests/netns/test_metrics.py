@@ -48,6 +48,9 @@ def test_the_metrics_endpoint_tells_calls_drops_and_reloads(netns_ready: None) -
             lab.daemon.send_signal(signal.SIGHUP)
             time.sleep(1)
             values = scrape(lab)
+            lab.stop_daemon(sig=signal.SIGTERM)  # a restart: the held call is resumed
+            lab.start_daemon()
+            resumed = scrape(lab)
             release(client)
             client.finish(20)
         finally:
@@ -59,3 +62,7 @@ def test_the_metrics_endpoint_tells_calls_drops_and_reloads(netns_ready: None) -
     assert values['fixup_drops_total{product="pat",reason="unknown-call"}'] >= 3
     assert values['fixup_reloads_total{outcome="ok"}'] == 1 and values["fixup_last_reload_ok"] == 1
     assert any(name.startswith("fixup_build_info{") for name in values)
+    assert values["fixup_restarts_with_calls_recovered_total"] == 0 and values["fixup_recovered_calls"] == 0
+    assert resumed["fixup_restarts_with_calls_recovered_total"] == 1
+    assert resumed["fixup_recovered_calls"] == 1 and resumed["fixup_recovered_connections"] == 1
+    assert resumed["fixup_calls"] == 1
