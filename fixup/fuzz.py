@@ -190,6 +190,64 @@ def radius_target() -> tuple[list[bytes], Target]:
     return [sent, accept], run
 
 
+def restore_target() -> tuple[list[bytes], Target]:
+    """Saved state as the restart store holds it (JSON records, issue 12), mutated: the tracker
+    must skip what is wrong and keep working -- restore, a control segment, GRE, timeouts."""
+    import json
+
+    from fixup.proto.pat.config import TrackerConfig
+    from fixup.proto.pat.tracker import Tracker
+    from fixup.proto.pat.verdict import Direction
+
+    conversation_seeds, conversation = tracker_target()
+    pat = IPv4Address("192.0.2.1")
+    donor = Tracker(TrackerConfig(pat_address=pat), randbelow=random.Random(3).randrange)
+    for index, seed in enumerate(conversation_seeds[:6]):
+        donor.handle_packet(seed[1:], Direction.OUTBOUND if index % 2 == 0 else Direction.INBOUND, 1.0 + index)
+    seeds = [json.dumps(donor.export()).encode()]
+    probes = [seed[1:] for seed in conversation_seeds[6:]]
+
+    def run(data: bytes) -> None:
+        if data[:1] == b"\x01":  # a structured mutation: odd values in the fields of a good record
+            records = _mutate_leaves(json.loads(seeds[0]), random.Random(data))
+        else:
+            try:
+                records = json.loads(data.decode("utf-8", "replace"))
+            except ValueError:
+                return
+        tracker = Tracker(TrackerConfig(pat_address=pat), randbelow=random.Random(5).randrange)
+        tracker.restore(records if isinstance(records, list) else [records], 10.0)
+        for index, packet in enumerate(probes):
+            tracker.handle_packet(packet, Direction.OUTBOUND if index % 2 == 0 else Direction.INBOUND, 11.0)
+        tracker.take_changes()
+        tracker.poll(5000.0)
+        tracker.export()
+
+    return seeds + [b"\x01" + bytes([i]) for i in range(8)], run
+
+
+_ODD_VALUES = (None, -1, 0, 1, 255, 256, 65535, 65536, 2**32, 2**64, 1.5, float("inf"), True, "x", "10.0.0.5",
+               "established", [], [0, 0], {}, {"v": 1})
+
+
+def _mutate_leaves(value: object, rng: random.Random) -> object:
+    """Replace a few values anywhere in a JSON document by odd ones."""
+    leaves: list[tuple[object, object]] = []
+
+    def walk(node: object) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in list(items):
+            leaves.append((node, key))
+            walk(child)
+
+    walk(value)
+    for _ in range(rng.randint(1, 3)):
+        if leaves:
+            node, key = rng.choice(leaves)
+            node[key] = rng.choice(_ODD_VALUES)  # type: ignore[index]
+    return value
+
+
 def tacacs_target() -> tuple[list[bytes], Target]:
     from fixup.wire import tacacs as wire
 
@@ -227,7 +285,7 @@ def policy_target() -> tuple[list[bytes], Target]:
 
 TARGETS: dict[str, Callable[[], tuple[list[bytes], Target]]] = {
     "tracker": tracker_target, "ppp": ppp_target, "mppe": mppe_target, "radius": radius_target,
-    "tacacs": tacacs_target, "policy": policy_target,
+    "tacacs": tacacs_target, "policy": policy_target, "restore": restore_target,
 }
 
 

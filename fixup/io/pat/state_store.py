@@ -65,18 +65,36 @@ class StateStore:
         self._log = RateLimitedLog(log)
 
     def open(self) -> None:
+        """Open (or create) the file.  One that is not a sqlite database of ours is moved aside
+        (``state.db.bad``, with a warning) and a new one started: the calls it held are lost, the
+        daemon is not."""
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                self._db = self._connect()
+            except sqlite3.DatabaseError as err:
+                os.replace(self.path, self.path + ".bad")
+                log.warning("fixup: the state store %s is unreadable (%s): moved to %s.bad, starting afresh",
+                            self.path, err, self.path)
+                self._db = self._connect()
+        except (OSError, sqlite3.Error) as err:
+            raise SetupError(f"cannot open the state store {self.path}: {err}") from err
+
+    def _connect(self) -> sqlite3.Connection:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             for statement in SCHEMA:
                 db.execute(statement)
-        except (OSError, sqlite3.Error) as err:
-            raise SetupError(f"cannot open the state store {self.path}: {err}") from err
-        self._db = db
+            db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
+            db.execute("SELECT id, record FROM connections LIMIT 1").fetchall()
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
     def load(self) -> Saved:
         """The records of the previous process, if they are valid here; the store is then
