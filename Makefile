@@ -8,14 +8,19 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.stamp-installed
 PYTEST_ARGS ?=
+
+# The eBPF GRE path (issue 13): compiled once here, loaded by the daemon (no compiler at run time).
+BPF_OBJECT := fixup/io/pat/fixup_gre.bpf.o
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 BENCH_ARGS ?=
 
-# The interop tier needs the last two lines: a Debian kernel with PPP for virtme-ng to boot under
+# clang, llvm and libbpf-dev compile the eBPF GRE path (bpf/); libbpf1 loads it at run time.
+# The interop tier needs the two lines before: a Debian kernel with PPP for virtme-ng to boot under
 # qemu (TCG), real pppd/pptp-linux/pptpd, busybox-static (vng's initramfs), and FreeRADIUS.
 APT_PACKAGES := python3 python3-venv python3-dev gcc make libnetfilter-queue-dev \
 	libnfnetlink-dev nftables iptables iproute2 kmod netsniff-ng \
 	linux-image-amd64 qemu-system-x86 ppp pptp-linux pptpd busybox-static \
-	freeradius freeradius-utils
+	freeradius freeradius-utils clang llvm libbpf-dev libbpf1
 
 .PHONY: help setup packages lab bench test unit netns hostile interop fuzz install uninstall clean
 
@@ -33,7 +38,10 @@ help:
 	@echo "make uninstall  the reverse (the policy and /var/lib/fixup stay)"
 	@echo "make clean  remove $(VENV) and caches"
 
-setup: packages $(STAMP)
+setup: packages $(STAMP) $(BPF_OBJECT)
+
+$(BPF_OBJECT): bpf/fixup_gre.bpf.c | packages
+	clang $(BPF_CFLAGS) -c $< -o $@
 
 # apt-get only when a package is missing, so a ready machine needs no network.
 packages:
@@ -92,7 +100,7 @@ UNIT_DIR ?= /etc/systemd/system
 # A venv of its own under $(PREFIX), /usr/local/bin/fixup, the unit, and a commented policy that an
 # existing one is never replaced by.  systemctl may not reach a running systemd (a container, a
 # chroot): enabling then falls back to the symlink systemctl would make.
-install: packages
+install: packages $(BPF_OBJECT)
 	$(PYTHON) -m venv $(PREFIX)
 	PIP_DISABLE_PIP_VERSION_CHECK=1 $(PREFIX)/bin/pip install -q .
 	ln -sf $(PREFIX)/bin/fixup /usr/local/bin/fixup
@@ -112,5 +120,5 @@ uninstall:
 	@echo "uninstalled (kept: /etc/fixup/policy.yaml, /var/lib/fixup)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info $(BPF_OBJECT)
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

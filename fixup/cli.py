@@ -157,7 +157,8 @@ def policy_summary(policy: Policy) -> str:
         f"  outside       {policy.outside}",
         f"  PAT address   {pat}",
         f"  PPTP ports    {', '.join(str(p) for p in policy.pptp_ports) or 'none (no fixup protocol pptp)'}",
-        f"  GRE           {policy.gre}" + (" (NFQUEUE {})".format(policy.queue_num) if policy.gre == "queue" else " (nftables maps)"),
+        f"  GRE           {policy.gre} " + {"queue": f"(NFQUEUE {policy.queue_num})", "kernel": "(nftables maps)",
+                                          "ebpf": "(tc eBPF program, nftables maps behind it)"}[policy.gre],
         f"  control queue NFQUEUE {policy.queue_num}",
         f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
         f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s, GRE lease {t.gre_lease:g} s",
@@ -269,10 +270,12 @@ def _stop(socket_path: str, policy_path: str | None) -> int:
     except NoDaemon:
         from fixup.io.pat import netfilter
         from fixup.io.pat.state_store import FILE_NAME
-        from fixup.policy.loader import DEFAULT_STATE_DIR
+        from fixup.policy.loader import DEFAULT_BPF_DIR, DEFAULT_STATE_DIR
 
-        state_dir = _load(policy_path).state_dir if policy_path else DEFAULT_STATE_DIR
+        policy = _load(policy_path) if policy_path else None
+        state_dir = policy.state_dir if policy else DEFAULT_STATE_DIR
         netfilter.remove()
+        _remove_bpf(policy.bpf_dir if policy else DEFAULT_BPF_DIR, (*policy.inside, policy.outside) if policy else ())
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(os.path.join(state_dir, FILE_NAME + suffix))
@@ -287,6 +290,25 @@ def _stop(socket_path: str, policy_path: str | None) -> int:
         raise FixupError(f"the daemon at {socket_path} was asked to stop but is still running after 60 s")
     print("fixup stopped: rules, GRE translations and saved calls removed")
     return EXIT_OK
+
+
+def _remove_bpf(pin_dir: str, interfaces: Sequence[str]) -> None:
+    """What a stopped daemon's eBPF path left: its program off ``interfaces``, its pins."""
+    import os
+    import socket
+
+    from fixup.io.pat import gre_bpf
+
+    if not os.path.isdir(pin_dir):
+        return
+    for name in interfaces:
+        try:
+            from fixup.io.pat.libbpf import detach_tc
+
+            detach_tc(socket.if_nametoindex(name), gre_bpf.TC_HANDLE, gre_bpf.TC_PRIORITY)
+        except (OSError, FixupError):
+            pass
+    gre_bpf.remove_pins(pin_dir)
 
 
 def _debug(socket_path: str, what: str) -> int:

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import signal
 import socket
-import time
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +32,11 @@ from fixup.io.control import ControlServer
 from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
-from fixup.io.pat.recovery import kernel_counts, recover
+from fixup.io.pat.plane import ControlPlane, RuleKeeper
+from fixup.io.pat.recovery import recover
 from fixup.io.pat.state_store import StateStore, boot_id
 from fixup.io.reload import Reloader
 from fixup.io.service import Notifier
-from fixup.io.logs import EventLog
 from fixup.io.vpdn.terminate_io import TerminateIo
 
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ log = logging.getLogger("fixup")
 POLL_INTERVAL = 1.0
 COUNTS_INTERVAL = 10.0  # how often the kernel path's GRE counters are read back
 IFA_F_SECONDARY = 0x01
-EVENT_LEVELS = {"protocol-error": logging.WARNING}
 
 
 def resolve_pat_address(policy: Policy) -> IPv4Address:
@@ -77,12 +75,12 @@ def primary_ipv4(ifname: str) -> IPv4Address | None:
     return None
 
 
-def startup_line(policy: Policy, pat: IPv4Address) -> str:
+def startup_line(policy: Policy, pat: IPv4Address, gre: str) -> str:
     """The PIX-like line logged once everything is in place."""
     ports = ", ".join(str(p) for p in sorted(set(policy.pptp_ports)))
     what = f"PPTP fixup on ports {ports}" if ports else "PPTP fixup off (no ports), all GRE dropped"
     inside = ", ".join(policy.inside)
-    return f"fixup: {what}, PAT {pat}, inside {inside}, outside {policy.outside}, gre {policy.gre}"
+    return f"fixup: {what}, PAT {pat}, inside {inside}, outside {policy.outside}, gre {gre}"
 
 
 KEEP, FLUSH = "keep", "flush"  # how the daemon stops: see the module docstring
@@ -127,20 +125,22 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         pat = resolve_pat_address(policy)
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
-        store = StateStore(policy.state_dir, store_identity(policy, pat))
-        gre_maps = GreMaps(Nft(), policy.timeouts.gre_lease) if policy.gre == "kernel" else None
+        gre = gre_mode(policy)
+        store = StateStore(policy.state_dir, store_identity(policy, pat, gre))
+        gre_maps = GreMaps(Nft(), policy.timeouts.gre_lease) if gre in netfilter.KERNEL_GRE else None
         plane = ControlPlane(tracker, gre_maps, store)
         vpdn = _terminate_io(policy, plane)
         notifier = Notifier()
         capabilities = netfilter.probe_capabilities()
-        rules = RuleKeeper(pat, capabilities, tracker, gre_maps, store)
-        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, gre_maps=gre_maps,
+        rules = RuleKeeper(pat, capabilities, tracker, gre_maps, store, gre,
+                           lambda new, address: store_identity(new, address, gre))
+        reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, set_lease=plane.set_lease,
                             rebuild_rules=rules.rebuild)
         stopper = Stopper()
         control = ControlServer(tracker, policy.control_socket, before_request=plane.refresh_counts, vpdn=vpdn,
                                 on_reload=reloader.reload, on_stop=stopper.flush)
         control.prepare()
-        ruleset = netfilter.build_ruleset(policy, pat, capabilities)
+        ruleset = rules.ruleset(policy)
         netfilter.ensure_forwarding()
         shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet)
         shell.bind()
@@ -149,7 +149,9 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         installed = True  # from here on, whatever happens, the rules are removed or kept on purpose
         netfilter.install(ruleset, resume=True, elements=recovery.elements)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
-        log.info("%s", startup_line(policy, pat))
+        if gre == "ebpf":
+            plane.bpf = _attach_bpf(policy, pat, directions, recovery.restored.gre_calls)
+        log.info("%s", startup_line(policy, pat, gre))
         if recovery.describe(store.path):
             log.info("%s", recovery.describe(store.path))
         if vpdn is not None:
@@ -160,7 +162,8 @@ def run(policy: Policy, *, debug: bool = False) -> int:
 
             metrics = MetricsServer(policy.metrics_port, FixupCollector(tracker, vpdn, reloader, plane.refresh_counts,
                                                                         recovery))
-        mode = asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat), stopper, metrics))
+        mode = asyncio.run(_serve(plane, shell, control, vpdn, reloader, startup_line(policy, pat, gre), stopper,
+                                  metrics))
     except _Stopped as stopped:
         mode = stopped.mode
         log.info("fixup: stopped during start-up")
@@ -185,19 +188,47 @@ def run(policy: Policy, *, debug: bool = False) -> int:
     return 0
 
 
-def store_identity(policy: Policy, pat: IPv4Address) -> dict[str, str]:
+def store_identity(policy: Policy, pat: IPv4Address, gre: str) -> dict[str, str]:
     """What saved calls are valid for: this boot, this PAT address, these ports, this GRE mode."""
     return {"boot": boot_id(), "pat": str(pat), "ports": ",".join(str(p) for p in sorted(set(policy.pptp_ports))),
-            "gre": policy.gre}
+            "gre": gre}
+
+
+def gre_mode(policy: Policy) -> str:
+    """The GRE mode in force: the policy's, except ``ebpf`` where this host cannot run it
+    (issue 13: then ``kernel``, with one line saying why)."""
+    if policy.gre != "ebpf":
+        return policy.gre
+    from fixup.io.pat.gre_bpf import unavailable
+
+    reason = unavailable(policy.bpf_dir)
+    if reason is None:
+        return "ebpf"
+    log.warning("fixup: gre ebpf is not available here (%s): using gre kernel (nftables maps)", reason)
+    return "kernel"
+
+
+def _attach_bpf(policy: Policy, pat: IPv4Address, directions: dict[int, Any], calls: list[Any]) -> Any:
+    """The tc program on every interface, its maps holding exactly the resumed calls."""
+    from fixup.io.pat.gre_bpf import GreBpf
+
+    bpf = GreBpf(policy.bpf_dir, pat, directions, policy.timeouts.gre_lease)
+    bpf.sync(calls)
+    bpf.attach()
+    return bpf
 
 
 def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, policy: Policy) -> None:
     """Keep (SIGTERM) or remove (everything else) what this daemon set up; say which."""
-    if mode == KEEP and plane is not None and store is not None:
+    keep = mode == KEEP and plane is not None and store is not None
+    if plane is not None and plane.bpf is not None:
+        plane.bpf.close(remove=not keep)
+    if keep:
+        assert plane is not None and store is not None
         plane.save()
         calls = sum(len(plane.tracker.calls.calls_of(c)) for c in plane.tracker.connections.values())
         lease = (f"; their GRE translations expire {policy.timeouts.gre_lease:g} s after this"
-                 if policy.gre == "kernel" else "")
+                 if plane.gre_maps is not None else "")
         log.info("fixup: stopped, rules and %d call%s kept for the next start%s ('fixup stop' removes everything)",
                  calls, "" if calls == 1 else "s", lease)
         return
@@ -205,26 +236,6 @@ def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, poli
     if store is not None and mode == FLUSH:
         store.clear()
     log.info("fixup: rules removed, stopped")
-
-
-class RuleKeeper:
-    """Rebuilds the rules in place when a reload changes the control ports."""
-
-    def __init__(self, pat: IPv4Address, capabilities: netfilter.Capabilities, tracker: Any,
-                 gre_maps: GreMaps | None, store: StateStore) -> None:
-        self.pat, self.capabilities, self.tracker = pat, capabilities, tracker
-        self.gre_maps, self.store = gre_maps, store
-
-    def rebuild(self, old: Policy, new: Policy) -> None:
-        """Every live call's GRE translations (and the dial-in calls' ``local_gre``) go into the
-        transaction that replaces the table."""
-        elements = ""
-        if self.gre_maps is not None:
-            elements = (self.gre_maps.element_commands(self.tracker.calls.gre_in.values(), kernel_counts(self.gre_maps))
-                        + self.gre_maps.local_commands(self.tracker.local_gre))
-        netfilter.update(netfilter.build_ruleset(old, self.pat, self.capabilities),
-                         netfilter.build_ruleset(new, self.pat, self.capabilities), elements=elements)
-        self.store.restamp(store_identity(new, self.pat))
 
 
 class Stopper:
@@ -242,66 +253,6 @@ class Stopper:
     def flush(self) -> None:
         log.info("fixup: 'fixup stop' received, stopping and removing everything")
         self.request(FLUSH)
-
-
-class ControlPlane:
-    """Tracker events to the kernel (GRE maps, in ``gre: kernel``), to the restart store and
-    to the log."""
-
-    def __init__(self, tracker: Any, gre_maps: GreMaps | None, store: StateStore | None = None) -> None:
-        self.tracker = tracker
-        self.gre_maps = gre_maps
-        self.store = store
-        self.ticks = 0
-
-    def after_packet(self) -> None:
-        """After every queued packet, before its verdict: a call that has just come up gets its
-        kernel translation, and the connection its saved record, before the segment goes on."""
-        self.handle(self.tracker.take_events())
-        self.save()
-
-    def tick(self) -> None:
-        self.handle(self.tracker.poll(time.monotonic()))
-        self.save()
-        self.ticks += 1
-        if self.gre_maps is not None:
-            self.gre_maps.renew(self.tracker.calls.gre_in.values(), self.ticks)
-
-    def save(self) -> None:
-        if self.store is not None:
-            self.store.save(*self.tracker.take_changes())
-
-    def handle(self, events: list[Any]) -> None:
-        if events and self.gre_maps is not None:
-            self.gre_maps.apply(events)
-        log_events(events)
-
-    def local_call(self, added: bool, peer: str, call_id: int) -> None:
-        """A call this host terminates began or ended: let its GRE in (RFC 2637 section 4.1)."""
-        key = IPv4Address(peer).packed + call_id.to_bytes(2, "big")
-        if added:
-            self.tracker.local_gre.add(key)
-        else:
-            self.tracker.local_gre.discard(key)
-        if self.gre_maps is not None:
-            try:
-                self.gre_maps.nft.run(f"{'add' if added else 'delete'} element ip fixup local_gre {{ {peer} . {call_id} }}")
-            except SetupError as err:
-                log.error("fixup: local call %s/%d: %s", peer, call_id, err)
-
-    def refresh_counts(self) -> None:
-        """Read the kernel path's per-call GRE counters into the tracker."""
-        if self.gre_maps is None:
-            return
-        try:
-            inbound, outbound, unknown = self.gre_maps.read_counts()
-        except SetupError as err:
-            log.warning("fixup: cannot read GRE counters: %s", err)
-            return
-        self.tracker.note_gre_counts(inbound={(IPv4Address(s).packed, t): c for (s, t), c in inbound.items()},
-                                     outbound={(IPv4Address(c).packed, IPv4Address(s).packed, i): n
-                                               for (c, s, i), n in outbound.items()},
-                                     unknown=unknown, now=time.monotonic())
 
 
 def _terminate_io(policy: Policy, plane: ControlPlane) -> TerminateIo | None:
@@ -398,4 +349,3 @@ async def _tick_forever(plane: ControlPlane) -> None:
             log.exception("fixup: tracker poll failed")
 
 
-log_events = EventLog(log, EVENT_LEVELS, prefix="fixup: ").all

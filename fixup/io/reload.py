@@ -30,11 +30,12 @@ class Reloader:
     """Holds the policy in force; :meth:`reload` swaps it for the file's current contents."""
 
     def __init__(self, policy: Policy, pat: IPv4Address, tracker: Tracker, vpdn: TerminateIo | None, *,
-                 debug: bool = False, notifier: Notifier | None = None, gre_maps: Any = None,
+                 debug: bool = False, notifier: Notifier | None = None,
+                 set_lease: Callable[[float], None] | None = None,
                  rebuild_rules: Callable[[Policy, Policy], None] | None = None) -> None:
         self.policy = policy
         self.rebuild_rules = rebuild_rules  # old, new policy: the netfilter rules for new control ports
-        self.gre_maps = gre_maps  # the kernel path: a new gre_lease applies from the next renewal
+        self.set_lease = set_lease  # the kernel paths: a new gre_lease applies from the next renewal
         self.pat = pat
         self.tracker = tracker
         self.vpdn = vpdn
@@ -73,8 +74,8 @@ class Reloader:
                 log.error("fixup: reload refused: %s", self.last["error"])
                 return self.last
         self.tracker.config = new.tracker_config(self.pat)
-        if self.gre_maps is not None:
-            self.gre_maps.lease = new.timeouts.gre_lease
+        if self.set_lease is not None:
+            self.set_lease(new.timeouts.gre_lease)
         if not self.debug:
             set_log_level(new.log_level)
         if self.vpdn is not None and new.terminate is not None and plan.terminate_changed:

@@ -106,7 +106,7 @@ class Lab:
     """The gateway daemon, the server and the clients of one :class:`Topology`."""
 
     def __init__(self, topology: Topology, workdir: str, *, clearing_timeout: float = 2.0,
-                 gre: str = "kernel", log_level: str = "debug") -> None:
+                 gre: str = "ebpf", log_level: str = "debug") -> None:
         self.topology = topology
         self.gre = gre
         self.log_level = log_level
@@ -115,6 +115,7 @@ class Lab:
         self.policy_path = os.path.join(workdir, "policy.yaml")
         self.daemon_log_path = os.path.join(workdir, "daemon.log")
         self.state_dir = os.path.join(workdir, "state")
+        self.bpf_dir = f"/sys/fs/bpf/{os.path.basename(workdir.rstrip('/'))}"  # its own pins (gre: ebpf)
         self.clearing_timeout = clearing_timeout
         self.daemon: subprocess.Popen[str] | None = None
         self.server: JsonLines | None = None
@@ -137,6 +138,7 @@ class Lab:
             "runtime:\n"
             f"  control_socket: {self.socket_path}\n"
             f"  state_dir: {self.state_dir}\n"
+            f"  bpf_dir: {self.bpf_dir}\n"
             f"  log_level: {self.log_level}\n"
         )
 
@@ -213,11 +215,21 @@ class Lab:
                 self.daemon.wait(5)
             self.daemon = None
         left = leftovers(Commands(("ip", "netns", "exec", self.topology.gateway)))
+        left += self.bpf_left()
         if os.path.exists(self.socket_path):
             left.append(f"control socket {self.socket_path}")
         return status, left
 
     # -- peers -------------------------------------------------------------------------
+
+    def bpf_left(self) -> list[str]:
+        """The eBPF GRE program still attached to a gateway interface (tc ingress)."""
+        found = []
+        for dev in (INSIDE_BRIDGE, OUTSIDE_INTERFACE):
+            shown = self.topology.exec(self.topology.gateway, ["tc", "filter", "show", "dev", dev, "ingress"])
+            if "fixup_gre" in shown.stdout:
+                found.append(f"tc eBPF filter on {dev}")
+        return found
 
     def peer(self, ns: str, args: Sequence[str], name: str) -> JsonLines:
         proc = self.topology.popen(ns, [*PEERS, *args], stdin=subprocess.PIPE)

@@ -35,7 +35,8 @@ DEFAULT_PPTP_PORTS: tuple[int, ...] = (1723,)  # RFC 2637 section 2: the PPTP co
 DEFAULT_QUEUE_NUM = 1723
 DEFAULT_CONTROL_SOCKET = "/run/fixup/fixup.sock"
 DEFAULT_LOG_LEVEL = "info"
-DEFAULT_GRE_MODE = "kernel"
+DEFAULT_GRE_MODE = "ebpf"
+DEFAULT_BPF_DIR = "/sys/fs/bpf/fixup"
 DEFAULT_STATE_DIR = "/var/lib/fixup"
 
 TOP_KEYS = ("inside", "outside", "pat_address", "fixup", "runtime", "terminate", "aaa")
@@ -45,7 +46,7 @@ REQUIRED_KEYS = {
 }
 FIXUP_KEYS = ("pptp",)
 PPTP_KEYS = ("ports", "gre", "timeouts", "limits")
-RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port", "state_dir")
+RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port", "state_dir", "bpf_dir")
 
 
 
@@ -68,6 +69,7 @@ class Policy:
     log_level: str = DEFAULT_LOG_LEVEL
     metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1; None: off
     state_dir: str = DEFAULT_STATE_DIR  # the restart store (issue 12)
+    bpf_dir: str = DEFAULT_BPF_DIR  # where the eBPF GRE path pins its maps (issue 13)
     source: str = "<policy>"
     terminate: TerminatePolicy | None = field(default=None, hash=False)
     aaa: Mapping[str, AaaGroup] = field(default_factory=dict, hash=False)
@@ -168,6 +170,7 @@ def build_policy(p: Parser, root: MappingNode) -> Policy:
         metrics_port=p.optional(runtime, "metrics_port", "runtime",
                                 lambda n, k: p.integer(n, k, "a TCP port 1-65535", 1, 65535), None),
         state_dir=p.optional(runtime, "state_dir", "runtime", p.directory, DEFAULT_STATE_DIR),
+        bpf_dir=p.optional(runtime, "bpf_dir", "runtime", p.directory, DEFAULT_BPF_DIR),
         source=p.path,
         terminate=parse_terminate(p, top.get("terminate"), aaa),
         aaa=aaa,

@@ -17,7 +17,7 @@ from fixup.errors import PolicyError
 from fixup.proto.pat.config import Limits, Timeouts
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-GRE_MODES = ("kernel", "queue")
+GRE_MODES = ("ebpf", "kernel", "queue")
 IFNAMSIZ = 16  # Linux <net/if.h>: names are at most IFNAMSIZ - 1 bytes
 UNIX_PATH_MAX = 108  # Linux sockaddr_un.sun_path, NUL terminator included
 TIMEOUT_KEYS = ("control_idle", "call_idle", "call_setup", "clearing", "gre_lease")
@@ -176,8 +176,8 @@ class Parser:
         return value
 
     def gre_mode(self, node: Node, key: str) -> str:
-        """How enhanced GRE (RFC 2637 section 4) is handled: ``queue`` (through the daemon) or
-        ``kernel`` (reserved for a later issue; accepted, not yet used)."""
+        """How enhanced GRE (RFC 2637 section 4) is moved: ``ebpf`` (a tc program, the nftables
+        maps behind it), ``kernel`` (the nftables maps) or ``queue`` (through the daemon)."""
         return self.choice(node, key, GRE_MODES, lower=False)
 
     def queue_num(self, node: Node, key: str) -> int:

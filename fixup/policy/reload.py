@@ -29,6 +29,7 @@ RESTART_ONLY = {
     "control_socket": "runtime.control_socket",
     "metrics_port": "runtime.metrics_port",
     "state_dir": "runtime.state_dir",
+    "bpf_dir": "runtime.bpf_dir",
 }
 RESTART_ONLY_TERMINATE = {
     "listen_address": "terminate.listen",

@@ -31,9 +31,9 @@ def topology(netns_ready: None) -> Iterator[Topology]:
         yield topo
 
 
-@pytest.fixture(scope="module", params=["kernel", "queue"])
+@pytest.fixture(scope="module", params=["ebpf", "kernel", "queue"])
 def lab(topology: Topology, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The gateway, once with GRE in the kernel (nft maps) and once through the queue."""
+    """The gateway with GRE through the tc eBPF program, through the nftables maps, and through the queue."""
     with tempfile.TemporaryDirectory(prefix="fixup-netns-") as work:
         gateway = Lab(topology, work, clearing_timeout=2.0, gre=request.param)
         gateway.start_daemon()
@@ -267,7 +267,7 @@ def test_calls_survive_a_reload_and_a_bad_policy_is_refused(gateway: Lab, topolo
         bad = gateway.fixup_cli("reload")
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad
         assert "reload refused" in bad.stderr and "fixup.pptp.ports" in bad.stderr
-        other_mode = "queue" if gateway.gre == "kernel" else "kernel"
+        other_mode = "queue" if gateway.gre != "queue" else "kernel"
         with open(gateway.policy_path, "w", encoding="utf-8") as f:
             f.write(original.replace(f"    gre: {gateway.gre}\n", f"    gre: {other_mode}\n"))
         restart = gateway.fixup_cli("reload")

@@ -67,7 +67,7 @@ def test_minimal_policy_takes_defaults() -> None:
     assert policy.pat_address is None
     assert policy.pptp_ports == (1723,)
     assert policy.timeouts == Timeouts()
-    assert policy.gre == "kernel"
+    assert policy.gre == "ebpf"  # issue 13: the default where the kernel allows (else the daemon falls back)
     assert policy.queue_num == 1723
     assert policy.control_socket == "/run/fixup/fixup.sock"
     assert policy.log_level == "info"
@@ -182,7 +182,7 @@ ERROR_CASES = [
     ("outside-also-inside", "inside: [br-in]\noutside: br-in\n", "outside", 2, "also listed in 'inside'"),
     ("fixup-not-mapping", BASE + "fixup: [pptp]\n", "fixup", 3, "expected a mapping with keys pptp"),
     ("gre-bad-word", BASE + "fixup: {pptp: {gre: tunnel}}\n", "fixup.pptp.gre", 3,
-     "expected one of kernel, queue, got 'tunnel'"),
+     "expected one of ebpf, kernel, queue, got 'tunnel'"),
     ("timeout-negative", BASE + "fixup: {pptp: {timeouts: {call_idle: -1}}}\n",
      "fixup.pptp.timeouts.call_idle", 3, "positive number of seconds"),
     ("timeout-zero", BASE + "fixup: {pptp: {timeouts: {call_idle: 0}}}\n",

@@ -68,6 +68,13 @@ def _lease(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
+def in_renewal_slice(translated: int, tick: int, lease: float) -> bool:
+    """Whether a call is renewed at this tick (one per second): each once a third of a lease,
+    the calls spread over the ticks so that no tick renews them all."""
+    slices = max(1, int(lease // 3))
+    return translated % slices == tick % slices
+
+
 def call_keys(call: Any) -> tuple[str, str, int, int, int]:
     """(client, server, translated, original, server id) of a tracker call with open GRE."""
     return (str(IPv4Address(call.client)), str(IPv4Address(call.server)), call.translated, call.original, call.server_id)
@@ -124,9 +131,8 @@ class GreMaps:
     def renew(self, calls: Iterable[Any], tick: int) -> None:
         """Renew the leases of the calls in this tick's slice: each call once every third of a
         lease, spread over the ticks (one per second) so no tick writes them all."""
-        slices = max(1, int(self.lease // 3))
         batch = "".join(renew_commands(*call_keys(call), self.lease) for call in calls
-                        if call.translated % slices == tick % slices)
+                        if in_renewal_slice(call.translated, tick, self.lease))
         if batch:
             self._run(batch, {"renewal": tick})
 

@@ -52,6 +52,7 @@ XT_JUMPS: dict[str, tuple[str, str]] = {
     XT_PREROUTING_CHAIN: ("raw", "PREROUTING"),
 }
 
+KERNEL_GRE = ("kernel", "ebpf")  # the nftables maps translate GRE (behind the tc program, in ebpf)
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _GRE_VERSION_1 = "@th,13,3 1"  # GRE header bits 13..15: Version (RFC 2637 section 4.1) == 1
 _GRE_CALL_ID = "@th,48,16"  # GRE header bytes 6-7: Call ID, the low half of the Key (RFC 2637 section 4.1)
@@ -230,7 +231,7 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
         f"delete table {NFT_FAMILY} {NFT_TABLE}",
         f"table {NFT_FAMILY} {NFT_TABLE} {{",
     ]
-    if policy.gre == "kernel":
+    if policy.gre in KERNEL_GRE:
         lines += _nft_kernel_gre(policy, pat_address)  # notrack included, one chain per hook
     else:
         lines += [
