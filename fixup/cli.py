@@ -160,6 +160,8 @@ def policy_summary(policy: Policy) -> str:
         f"  GRE           {policy.gre} " + {"queue": f"(NFQUEUE {policy.queue_num})", "kernel": "(nftables maps)",
                                           "ebpf": "(tc eBPF program, nftables maps behind it)"}[policy.gre],
         f"  control queue NFQUEUE {policy.queue_num}",
+        "  permit        " + ("tracked GRE accepted first in the host's forward chains (sysopt connection permit-pptp)"
+                              if policy.permit else "off: the host's firewall decides about tracked GRE"),
         f"  timeouts      control idle {t.control_idle:g} s, call idle {t.call_idle:g} s, "
         f"call setup {t.call_setup:g} s, clearing {t.clearing:g} s, GRE lease {t.gre_lease:g} s",
         f"  limits        {policy.limits.calls_per_connection} calls per connection, "
@@ -170,6 +172,10 @@ def policy_summary(policy: Policy) -> str:
         f"  log level     {policy.log_level}",
         "  metrics       " + (f"http://127.0.0.1:{policy.metrics_port}/metrics" if policy.metrics_port else "off"),
     ]
+    if not policy.permit:
+        from fixup.io.pat.permit import hint
+
+        lines.append(f"  add this rule to the host's firewall for the GRE of tracked calls: {hint()}")
     term = policy.terminate
     if term is not None:
         e = term.encryption
@@ -274,6 +280,9 @@ def _stop(socket_path: str, policy_path: str | None) -> int:
 
         policy = _load(policy_path) if policy_path else None
         state_dir = policy.state_dir if policy else DEFAULT_STATE_DIR
+        from fixup.io.pat import permit
+
+        permit.remove()
         netfilter.remove()
         _remove_bpf(policy.bpf_dir if policy else DEFAULT_BPF_DIR, (*policy.inside, policy.outside) if policy else ())
         for suffix in ("", "-wal", "-shm"):

@@ -27,7 +27,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from fixup.errors import SetupError
-from fixup.io.pat import netfilter
+from fixup.io.pat import netfilter, permit
 from fixup.io.control import ControlServer
 from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fixup")
 
 POLL_INTERVAL = 1.0
-COUNTS_INTERVAL = 10.0  # how often the kernel path's GRE counters are read back
+COUNTS_INTERVAL = 10  # ticks: how often the kernel paths' GRE counters are read back
+PERMIT_INTERVAL = 3  # ticks: how often the permit-pptp rules are checked (a host firewall reloaded under us)
 IFA_F_SECONDARY = 0x01
 
 
@@ -128,7 +129,7 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         gre = gre_mode(policy)
         store = StateStore(policy.state_dir, store_identity(policy, pat, gre))
         gre_maps = GreMaps(Nft(), policy.timeouts.gre_lease) if gre in netfilter.KERNEL_GRE else None
-        plane = ControlPlane(tracker, gre_maps, store)
+        plane = ControlPlane(tracker, gre_maps, store, permit=policy.permit)
         vpdn = _terminate_io(policy, plane)
         notifier = Notifier()
         capabilities = netfilter.probe_capabilities()
@@ -149,6 +150,7 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         installed = True  # from here on, whatever happens, the rules are removed or kept on purpose
         netfilter.install(ruleset, resume=True, elements=recovery.elements)
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
+        plane.keep_permit()
         if gre == "ebpf":
             plane.bpf = _attach_bpf(policy, pat, directions, recovery.restored.gre_calls)
         log.info("%s", startup_line(policy, pat, gre))
@@ -199,6 +201,10 @@ def gre_mode(policy: Policy) -> str:
     (issue 13: then ``kernel``, with one line saying why)."""
     if policy.gre != "ebpf":
         return policy.gre
+    if not policy.permit:
+        log.warning("fixup: gre ebpf forwards past the host's forward chains, which permit: false leaves in charge: "
+                    "using gre kernel (nftables maps)")
+        return "kernel"
     from fixup.io.pat.gre_bpf import unavailable
 
     reason = unavailable(policy.bpf_dir)
@@ -232,6 +238,7 @@ def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, poli
         log.info("fixup: stopped, rules and %d call%s kept for the next start%s ('fixup stop' removes everything)",
                  calls, "" if calls == 1 else "s", lease)
         return
+    permit.remove()
     netfilter.remove()
     if store is not None and mode == FLUSH:
         store.clear()
@@ -335,14 +342,15 @@ async def _watchdog(notifier: Notifier) -> None:
 
 
 async def _tick_forever(plane: ControlPlane) -> None:
-    since_counts = 0.0
+    ticks = 0
     while True:
         await asyncio.sleep(POLL_INTERVAL)
-        since_counts += POLL_INTERVAL
+        ticks += 1
         try:
-            if since_counts >= COUNTS_INTERVAL:
+            if ticks % COUNTS_INTERVAL == 0:
                 plane.refresh_counts()
-                since_counts = 0.0
+            if ticks % PERMIT_INTERVAL == 0:
+                plane.keep_permit()
             plane.tick()
         except Exception:  # noqa: BLE001 - the timer must survive the tracker
             plane.tracker.count("shell-error")

@@ -214,8 +214,10 @@ class Lab:
                 self.daemon.kill()
                 self.daemon.wait(5)
             self.daemon = None
-        left = leftovers(Commands(("ip", "netns", "exec", self.topology.gateway)))
-        left += self.bpf_left()
+        from fixup.io.pat import permit
+
+        gateway = Commands(("ip", "netns", "exec", self.topology.gateway))
+        left = leftovers(gateway) + permit.left(gateway) + self.bpf_left()
         if os.path.exists(self.socket_path):
             left.append(f"control socket {self.socket_path}")
         return status, left

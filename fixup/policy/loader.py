@@ -45,7 +45,7 @@ REQUIRED_KEYS = {
     "outside": "interface toward the servers",
 }
 FIXUP_KEYS = ("pptp",)
-PPTP_KEYS = ("ports", "gre", "timeouts", "limits")
+PPTP_KEYS = ("ports", "gre", "permit", "timeouts", "limits")
 RUNTIME_KEYS = ("queue", "control_socket", "log_level", "metrics_port", "state_dir", "bpf_dir")
 
 
@@ -64,6 +64,7 @@ class Policy:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     gre: str = DEFAULT_GRE_MODE
+    permit: bool = True  # sysopt connection permit-pptp (issue 13)
     queue_num: int = DEFAULT_QUEUE_NUM
     control_socket: str = DEFAULT_CONTROL_SOCKET
     log_level: str = DEFAULT_LOG_LEVEL
@@ -162,6 +163,7 @@ def build_policy(p: Parser, root: MappingNode) -> Policy:
         timeouts=p.timeouts(pptp.get("timeouts")),
         limits=p.limits(pptp.get("limits")),
         gre=p.optional(pptp, "gre", "fixup.pptp", p.gre_mode, DEFAULT_GRE_MODE),
+        permit=p.optional(pptp, "permit", "fixup.pptp", p.boolean, True),
         queue_num=p.optional(runtime, "queue", "runtime", p.queue_num, DEFAULT_QUEUE_NUM),
         control_socket=p.optional(
             runtime, "control_socket", "runtime", p.socket_path, DEFAULT_CONTROL_SOCKET

@@ -200,6 +200,13 @@ class Parser:
             self.fail(f"expected an absolute path to a directory, got {_shorten(text)}", key, node)
         return text.rstrip("/") or "/"
 
+    def boolean(self, node: Node, key: str) -> bool:
+        """YAML ``true`` / ``false`` (and their YAML 1.1 spellings); nothing else."""
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return node.value.lower() in ("true", "yes", "on")
+        self.fail(f"expected true or false, got {node.value!r}" if isinstance(node, ScalarNode) else "expected true or false",
+                  key, node)
+
     def log_level(self, node: Node, key: str) -> str:
         return self.choice(node, key, LOG_LEVELS, lower=True)
 

@@ -25,6 +25,7 @@ RESTART_ONLY = {
     "outside": "outside",
     "pat_address": "pat_address",
     "gre": "fixup.pptp.gre",
+    "permit": "fixup.pptp.permit",
     "queue_num": "runtime.queue",
     "control_socket": "runtime.control_socket",
     "metrics_port": "runtime.metrics_port",

@@ -90,7 +90,7 @@ def _methods(p: Parser, node: Node, key: str) -> tuple[str, ...]:
 def _encryption(p: Parser, node: Node | None, methods: tuple[str, ...]) -> Encryption:
     e = p.section(node, "terminate.encryption", ENCRYPTION_KEYS)
     mppe = p.optional(e, "mppe", "terminate.encryption", lambda n, k: p.choice(n, k, MPPE_MODES, lower=True), "none")
-    required = p.optional(e, "required", "terminate.encryption", lambda n, k: _boolean(p, n, k), False)
+    required = p.optional(e, "required", "terminate.encryption", p.boolean, False)
     if mppe != "none" and not MSCHAP_METHODS & set(methods):
         p.fail("MPPE needs MS-CHAP keys (RFC 3079): add mschap or mschap-v2 to terminate.authentication, "
                "or set mppe: none", "terminate.encryption.mppe", e.get("mppe", node))
@@ -99,13 +99,6 @@ def _encryption(p: Parser, node: Node | None, methods: tuple[str, ...]) -> Encry
     return Encryption(mppe=mppe, required=required,
                       stateless=p.optional(e, "stateless", "terminate.encryption",
                                            lambda n, k: p.choice(n, k, STATELESS_MODES, lower=True), "auto"))
-
-
-def _boolean(p: Parser, node: Node, key: str) -> bool:
-    if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
-        return node.value.lower() in ("true", "yes", "on")
-    p.fail(f"expected true or false, got {node.value!r}" if isinstance(node, ScalarNode) else "expected true or false",
-           key, node)
 
 
 def _pool(p: Parser, node: Node, key: str) -> tuple[IPv4Address, IPv4Address]:

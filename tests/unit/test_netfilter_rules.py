@@ -197,8 +197,10 @@ def test_kernel_gre_mode_uses_maps_and_queues_only_control() -> None:
     rules = build_ruleset(policy(gre="kernel"), PAT, XTABLES)
     script = rules.nft_script
     assert "map gre_in_addr { typeof ip saddr . @th,48,16 : ip daddr; flags timeout; counter; }" in script
-    assert "notrack ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 map @gre_in_id accept" in script
-    assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} accept" in script
+    mark = "meta mark set meta mark | 0x01000000"  # what the permit-pptp rules accept (issue 13)
+    assert ("notrack ip daddr set ip saddr . @th,48,16 map @gre_in_addr @th,48,16 set ip saddr . @th,48,16 "
+            f"map @gre_in_id {mark} accept") in script
+    assert f"ip saddr . ip daddr . @th,48,16 @gre_out ip saddr set {PAT} {mark} accept" in script
     assert "ip protocol != gre accept" in script and "chain gre_notrack" not in script  # one chain per hook
     assert "counter name gre_in_unknown drop" in script and "counter name gre_out_unknown drop" in script
     assert "helper" not in script

@@ -147,7 +147,7 @@ ERROR_CASES = [
     # (id, text, key, line, fragment of the message)
     ("unknown-top-key", BASE + "runtme: {}\n", "runtme", 3, "did you mean 'runtime'?"),
     ("unknown-nested-key", BASE + "fixup:\n  pptp:\n    port: [1723]\n", "fixup.pptp.port", 5,
-     "allowed here: ports, gre, timeouts"),
+     "allowed here: ports, gre, permit, timeouts"),
     ("unknown-timeout", BASE + "fixup: {pptp: {timeouts: {idle: 5}}}\n", "fixup.pptp.timeouts.idle", 3,
      "allowed here: control_idle, call_idle, call_setup, clearing"),
     ("duplicate-key", BASE + "outside: other\n", "outside", 3, "duplicate key (first set on line 2)"),

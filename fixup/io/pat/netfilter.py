@@ -52,6 +52,8 @@ XT_JUMPS: dict[str, tuple[str, str]] = {
     XT_PREROUTING_CHAIN: ("raw", "PREROUTING"),
 }
 
+PERMIT_MARK = 0x01000000  # on GRE fixup translated: what the permit-pptp rules accept (fixup.io.pat.permit)
+_SET_MARK = f"meta mark set meta mark | 0x{PERMIT_MARK:08x}"
 KERNEL_GRE = ("kernel", "ebpf")  # the nftables maps translate GRE (behind the tc program, in ebpf)
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _GRE_VERSION_1 = "@th,13,3 1"  # GRE header bits 13..15: Version (RFC 2637 section 4.1) == 1
@@ -237,8 +239,8 @@ def nft_script(policy: QueuePolicy, pat_address: IPv4Address, *, with_queue: boo
         lines += [
             "  chain gre_notrack {",
             "    type filter hook prerouting priority -350; policy accept;",
-            f"    ip protocol gre iif {_iifs(policy)} {_GRE_VERSION_1} notrack",
-            f"    ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1} notrack",
+            f"    ip protocol gre iif {_iifs(policy)} {_GRE_VERSION_1} notrack {_SET_MARK}",
+            f"    ip protocol gre iif {outside} ip daddr {pat_address} {_GRE_VERSION_1} notrack {_SET_MARK}",
             "  }",
         ]
     lines += [
@@ -305,7 +307,8 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         "  counter gre_out_unknown { }",
         "  chain gre_in {",
         "    type filter hook prerouting priority raw; policy accept;",
-        f"    {gre_in} notrack ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id accept",
+        f"    {gre_in} notrack ip daddr set {in_key} map @gre_in_addr {_GRE_CALL_ID} set {in_key} map @gre_in_id "
+        f"{_SET_MARK} accept",
         "    ip protocol != gre accept",
         f"    {gre_in} {in_key} @local_gre accept",
         f"    {gre_in} counter name gre_in_unknown drop",
@@ -314,7 +317,7 @@ def _nft_kernel_gre(policy: QueuePolicy, pat_address: IPv4Address) -> list[str]:
         "  chain gre_out {",
         "    type filter hook forward priority mangle; policy accept;",
         f"    ip protocol gre oif {outside} iif {_iifs(policy)} {_GRE_VERSION_1} "
-        f"ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} accept",
+        f"ip saddr . ip daddr . {_GRE_CALL_ID} @gre_out ip saddr set {pat_address} {_SET_MARK} accept",
         # any version: forwarded GRE that is not a tracked call (GRE v0 too) never leaves un-NATed
         f"    ip protocol gre oif {outside} iif {_iifs(policy)} counter name gre_out_unknown drop",
         "  }",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fixup.errors import SetupError
 from fixup.io.logs import EventLog
-from fixup.io.pat import netfilter
+from fixup.io.pat import netfilter, permit
 from fixup.io.pat.gre_maps import Counts, GreMaps
 from fixup.io.pat.recovery import kernel_counts
 from fixup.io.pat.state_store import StateStore
@@ -34,12 +34,17 @@ class ControlPlane:
     nftables rules behind it are in place)."""
 
     def __init__(self, tracker: Any, gre_maps: GreMaps | None, store: StateStore | None = None,
-                 bpf: GreBpf | None = None) -> None:
+                 bpf: GreBpf | None = None, permit: bool = False) -> None:
         self.tracker = tracker
+        self.permit = permit  # fixup.pptp.permit: keep the permit-pptp rules in the host's forward chains
         self.gre_maps = gre_maps
         self.store = store
         self.bpf = bpf
         self.ticks = 0
+
+    def keep_permit(self) -> None:
+        if self.permit:
+            permit.ensure()
 
     def set_lease(self, lease: float) -> None:
         """A reloaded ``gre_lease``: every renewal from now on uses it."""
