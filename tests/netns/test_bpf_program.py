@@ -64,7 +64,9 @@ VECTORS = [
 
 @pytest.fixture(scope="module")
 def results(netns_ready: None) -> dict:
-    reason = gre_bpf.unavailable(f"/sys/fs/bpf/fxt-probe-{uuid.uuid4().hex[:6]}")
+    probe = f"/sys/fs/bpf/fxt-probe-{uuid.uuid4().hex[:6]}"
+    reason = gre_bpf.unavailable(probe)
+    gre_bpf.remove_pins(probe)
     if reason is not None:
         pytest.skip(f"the kernel or toolchain refuses the eBPF path here: {reason}")
     ns = f"fxt-bpf-{uuid.uuid4().hex[:6]}"
