@@ -112,13 +112,17 @@ class GreBpf:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def apply(self, events: Iterable[Any]) -> None:
+    def apply(self, events: Iterable[Any]) -> int:
+        """Like :meth:`fixup.io.pat.gre_maps.GreMaps.apply`; returns how many calls came up."""
+        up = 0
         for event in events:
             d = event.data
             if event.kind == "call-up":
                 self._add(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"])
+                up += 1
             elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
                 self._delete(d["client"], d["server"], d["translated_id"], d["server_call_id"])
+        return up
 
     def sync(self, calls: Iterable[Any]) -> None:
         """The maps hold exactly ``calls`` (a start: what an earlier daemon left that is not

@@ -97,17 +97,30 @@ class GreMaps:
         self.nft = nft
         self.lease = lease  # a reload may change it: the next renewal uses the new one
 
-    def apply(self, events: Iterable[Any]) -> None:
+    def apply(self, events: Iterable[Any]) -> int:
         """Program ``call-up`` events, remove ``call-down`` / ``call-reset`` ones whose GRE was
-        open.  Failures are logged: the call then has no kernel translation and its GRE is
-        dropped and counted."""
-        for event in events:
-            d = event.data
-            if event.kind == "call-up":
-                self._run(add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"],
-                                       self.lease), d)
-            elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
-                self._run(delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"])), d)
+        open, in one nft transaction (one by one if that fails, so one bad element does not
+        cost the others).  Failures are logged: the call then has no kernel translation and its
+        GRE is dropped and counted.  Returns how many calls came up."""
+        batch = [(command, event.data) for event in events if (command := self._commands(event))]
+        if len(batch) > 1:
+            try:
+                self.nft.run("".join(command for command, _ in batch))
+                return sum(1 for command, _ in batch if command.startswith("add"))
+            except SetupError:
+                pass
+        for command, data in batch:
+            self._run(command, data)
+        return sum(1 for command, _ in batch if command.startswith("add"))
+
+    def _commands(self, event: Any) -> str:
+        d = event.data
+        if event.kind == "call-up":
+            return add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"],
+                                self.lease)
+        if event.kind in ("call-down", "call-reset") and d.get("gre_open"):
+            return delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"]))
+        return ""
 
     def element_commands(self, calls: Iterable[Any], counts: Counts) -> str:
         """The elements of ``calls`` for a table being replaced (a restart, a reload of the

@@ -41,7 +41,7 @@ class ControlPlane:
         self.store = store
         self.bpf = bpf
         self.ticks = 0
-
+        self.programmed: dict[str, list[float]] = {"nft": [0, 0.0], "ebpf": [0, 0.0]}  # calls, seconds
     def keep_permit(self) -> None:
         if self.permit:
             permit.ensure()
@@ -68,16 +68,29 @@ class ControlPlane:
         if self.bpf is not None:
             self.bpf.renew(calls, self.ticks)
 
+    def _timed(self, name: str, apply: Any, events: list[Any]) -> None:
+        started = time.perf_counter()
+        up = apply(events)
+        if up:
+            entry = self.programmed[name]
+            entry[0] += up
+            entry[1] += time.perf_counter() - started
+            self.tracker.counters[f"calls_programmed_{name}"] = int(entry[0])
+            self.tracker.counters[f"program_us_{name}"] = round(entry[1] / entry[0] * 1e6)
+
     def save(self) -> None:
         if self.store is not None:
             self.store.save(*self.tracker.take_changes())
 
     def handle(self, events: list[Any]) -> None:
+        """GRE translations first, in every data plane, before the verdict of the packet that
+        made them: the nftables maps behind the eBPF program too, since the first GRE of a call
+        may be a fragment, which the program passes up to them."""
         if events:
             if self.bpf is not None:
-                self.bpf.apply(events)
+                self._timed("ebpf", self.bpf.apply, events)
             if self.gre_maps is not None:
-                self.gre_maps.apply(events)
+                self._timed("nft", self.gre_maps.apply, events)
         log_events(events)
 
     def local_call(self, added: bool, peer: str, call_id: int) -> None:
