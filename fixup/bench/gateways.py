@@ -4,8 +4,9 @@
 scenario only.  (b) the kernel helper: a table of the benchmark's own in the gateway
 namespace attaches ``ct helper "pptp"`` (nf_conntrack_pptp + nf_nat_pptp) to TCP 1723 and
 source-NATs to the PAT address -- only here, in a throw-away namespace; fixup itself never
-attaches the helper.  (c)/(d) ``fixup run`` with ``fixup.pptp.gre`` = ``kernel`` / ``queue``,
-pinned to the router CPU.  An I/O tool.
+attaches the helper.  (c)/(d)/(e) ``fixup run`` with ``fixup.pptp.gre`` = ``kernel`` / ``queue``
+/ ``ebpf``, pinned to the router CPU; (e) is "not available" where the daemon falls back from
+``ebpf`` (its log says why).  An I/O tool.
 """
 from __future__ import annotations
 
@@ -164,12 +165,16 @@ def gateway(key: str, topo: Topology, workdir: str, router_cpu: int | None) -> I
             delete_table(topo, topo.gateway, HELPER_TABLE)
             helper.notes["conntrack_after_flush"] = flush_conntrack(topo)
         return
-    lab = BenchLab(topo, workdir, "kernel" if key == "kernel" else "queue")
+    lab = BenchLab(topo, workdir, key)
     try:
         lab.start_daemon()
     except RuntimeError as err:
         lab.stop_daemon()
         raise NotAvailable(daemon_failure(lab, err)) from err
+    if key == "ebpf" and "gre ebpf" not in lab.daemon_log():
+        fallback = [line for line in lab.daemon_log().splitlines() if "gre ebpf is not available" in line]
+        lab.stop_daemon()
+        raise NotAvailable(fallback[-1].split("fixup: ", 1)[-1] if fallback else "the daemon did not use gre ebpf")
     assert lab.daemon is not None
     pid = lab.daemon.pid
     pin(pid, router_cpu)

@@ -25,7 +25,7 @@ from fixup.bench.scenarios import BENCH_PREFIX, Bench, Settings, have_tools
 from fixup.bench.traffic import GENERATOR_CPU, trafgen_version
 
 BUSY_LOADAVG = 0.5
-LETTERS = {"a": "plain", "b": "helper", "c": "kernel", "d": "queue"}
+LETTERS = {"a": "plain", "b": "helper", "c": "kernel", "d": "queue", "e": "ebpf"}
 
 
 def cpu_model() -> str:
@@ -70,7 +70,7 @@ def parse_scenarios(text: str) -> tuple[str, ...]:
         word = word.strip().lower()
         key = LETTERS.get(word, word)
         if key not in report.SCENARIOS:
-            raise argparse.ArgumentTypeError(f"unknown scenario {word!r}: use a, b, c, d")
+            raise argparse.ArgumentTypeError(f"unknown scenario {word!r}: use a, b, c, d, e")
         chosen.add(key)
     return tuple(key for key in report.SCENARIOS if key in chosen)
 
@@ -78,14 +78,15 @@ def parse_scenarios(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fixup bench",
-        description="Measure plain routing (a), the kernel PPTP helper (b), fixup's kernel (c) and queue (d) "
-                    "GRE paths in network namespaces: GRE packets/s, call setups/s, daemon memory, "
-                    "OCRP -> first GRE.  Needs root and trafgen (netsniff-ng).")
+        description="Measure plain routing (a), the kernel PPTP helper (b), fixup's kernel (c), queue (d) "
+                    "and eBPF (e) GRE paths in network namespaces: GRE packets/s (also with thousands of calls "
+                    "held), call setups/s, daemon memory, OCRP -> first GRE, time to program a call.  Needs root "
+                    "and trafgen (netsniff-ng).")
     parser.add_argument("--quick", action="store_true", help="tiny run: 1 s per rate, 100 calls (smoke test)")
     parser.add_argument("--json", metavar="FILE", help="write every number (and the machine) as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     parser.add_argument("--scenarios", type=parse_scenarios, default=None, metavar="LIST",
-                        help="which of a,b,c,d to run (default all)")
+                        help="which of a,b,c,d,e to run (default all)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per packet-rate measurement")
     parser.add_argument("--calls", type=int, default=None, metavar="N", help="calls held up for the memory figure")
     parser.add_argument("--profile", choices=["auto", "always", "never"], default=None,

@@ -235,6 +235,34 @@ class Bench:
             if held:
                 metrics["bytes_per_call"] = (metrics["rss_large_kib"] - metrics["rss_idle_kib"]) * 1024 / held
         entry["details"]["setups"] = batches
+        self.programming_time(gw, entry)
+        self.measure_held_gre(gw, entry)
+
+    def programming_time(self, gw: Gateway, entry: dict[str, Any]) -> None:
+        """The daemon's own mean time to write a call's translations into its data plane ((c):
+        the nftables maps, one nft transaction per packet's events; (e): the eBPF maps, before
+        the nftables maps behind them)."""
+        if gw.lab is None:
+            return
+        counters = (gw.lab.try_snapshot() or {}).get("counters", {})
+        programmed = {plane: counters.get(f"program_us_{plane}") for plane in ("nft", "ebpf")}
+        entry["details"]["program_us"] = programmed
+        own = programmed["ebpf" if gw.key == "ebpf" else "nft"]
+        if gw.key in report.PROGRAMMED_SCENARIOS and own is not None:
+            entry["metrics"]["program_us"] = float(own)
+            extra = f" (the nftables maps behind it: {programmed['nft']} us)" if gw.key == "ebpf" else ""
+            self.progress(f"{report.SCENARIOS[gw.key]}: a call's translations written in {own} us{extra}")
+
+    def measure_held_gre(self, gw: Gateway, entry: dict[str, Any]) -> None:
+        """Inbound 1400 B GRE of one more call while the batches' calls are all still up."""
+        assert self.peers is not None and self.topo is not None
+        call = self.peers.command(30, cmd="call", call_id=PPS_CALL_ID)
+        if "error" in call:
+            raise RuntimeError(f"placing the GRE call with calls held: {call['error']}")
+        with gre_sinks(self.topo):
+            result = self.blast(gw, call, "in", 1400, held=True)
+        entry["metrics"][report.HELD_METRIC] = result.pps
+        entry["details"]["gre"]["in_1400_held"] = result.to_dict()
 
     def open_batch(self, gw: Gateway, count: int) -> dict[str, Any]:
         """``count`` more calls as fast as the peers go; the client's answer, plus the daemon's
@@ -313,7 +341,7 @@ class Bench:
         name = f"{gw.key}-{direction}-{payload}"
         return Flow(name, *ends, trafgen_config(frame, f"fixup bench {name}"), len(frame))
 
-    def blast(self, gw: Gateway, call: dict[str, Any], direction: str, payload: int) -> PpsResult:
+    def blast(self, gw: Gateway, call: dict[str, Any], direction: str, payload: int, held: bool = False) -> PpsResult:
         """Packets/s delivered when offered as fast as possible, best of ``repeats`` runs (other
         load on the machine only ever lowers a figure).  When more than SEARCH_ABOVE of the
         offered frames is lost (the gateway collapses under overload): the highest offered rate
@@ -321,7 +349,7 @@ class Bench:
         s = self.settings
         flow = self.flow(gw, call, direction, payload)
         first = measure(flow, seconds=s.seconds, warmup=s.warmup, workdir=self.workdir)
-        word = f"GRE {'outbound' if direction == 'out' else 'inbound'} {payload} B"
+        word = f"GRE {'outbound' if direction == 'out' else 'inbound'} {payload} B" + (", calls held" if held else "")
         if first.loss > SEARCH_ABOVE and not first.error:
             self.progress(f"{report.SCENARIOS[gw.key]}: {word}: {first.pps:,.0f} pkt/s delivered of "
                           f"{first.offered_pps:,.0f} offered; searching the highest rate with <= "

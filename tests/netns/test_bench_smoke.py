@@ -43,7 +43,8 @@ def test_quick_benchmark_writes_complete_json(netns_ready: None) -> None:
     scenarios = results["scenarios"]
     for key in ("plain", "helper", "queue"):
         assert scenarios[key]["status"] == report.STATUS_OK, (key, scenarios[key]["reason"])
-    assert scenarios["kernel"]["status"] in (report.STATUS_OK, report.STATUS_NOT_AVAILABLE)
+    for key in ("kernel", "ebpf"):
+        assert scenarios[key]["status"] in (report.STATUS_OK, report.STATUS_NOT_AVAILABLE), (key, scenarios[key]["reason"])
     measured = [key for key, entry in scenarios.items() if entry["status"] == report.STATUS_OK]
     for key in measured:
         metrics = scenarios[key]["metrics"]
@@ -52,6 +53,9 @@ def test_quick_benchmark_writes_complete_json(netns_ready: None) -> None:
                 assert metrics[report.gre_metric_key(direction, payload)] > 0, (key, direction, payload)
         assert metrics["setups_per_s"] > 0, key
         assert metrics["ocrp_to_gre_ms"] is not None, (key, scenarios[key]["details"].get("latency"))
+        assert metrics[report.HELD_METRIC] > 0, key
+    for key in set(measured) & report.PROGRAMMED_SCENARIOS:
+        assert scenarios[key]["metrics"]["program_us"] > 0, (key, scenarios[key]["details"].get("program_us"))
     for key in set(measured) & report.DAEMON_SCENARIOS:
         metrics = scenarios[key]["metrics"]
         assert metrics["rss_large_kib"] >= metrics["rss_idle_kib"] > 0, key
