@@ -143,7 +143,8 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         control.prepare()
         ruleset = rules.ruleset(policy)
         netfilter.ensure_forwarding()
-        shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet)
+        shell = QueueShell(tracker, policy.queue_num, directions, after_packet=plane.after_packet,
+                           hold=plane.unsaved, after_burst=plane.save)
         shell.bind()
         store.open()
         recovery = recover(tracker, store, policy.pptp_ports, gre_maps)

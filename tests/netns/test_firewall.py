@@ -141,3 +141,4 @@ def test_without_permit_the_host_firewall_decides_until_the_printed_rule_is_adde
     results = run_clients(lab)
     assert all(r["ok"] and r["calls"][0]["gre_echoed"] == 5 for r in results), results
     no_pinhole(lab)
+

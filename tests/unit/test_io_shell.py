@@ -83,3 +83,21 @@ def test_dispatch_commands():
     assert not dispatch(t, {"cmd": "debug", "level": "loud"}, 1.0)["ok"]
     assert not dispatch(t, ["show-calls"], 1.0)["ok"]
     assert "unknown command" in dispatch(t, {"cmd": "reboot"}, 1.0)["error"]
+
+
+def test_held_verdicts_wait_for_the_burst_save_and_go_in_order():
+    """A control segment's verdict waits until its connection is saved (the restart store);
+    GRE is not held."""
+    t = tracker()
+    saved: list[int] = []
+    changed = [True, False, True]
+    packets = [FakePacket(gre(SERVER, PAT, 5), indev=3) for _ in range(3)]
+    s = QueueShell(t, 1723, {2: OUT, 3: IN}, clock=lambda: 1.0, hold=lambda: changed.pop(0),
+                   after_burst=lambda: saved.append(sum(1 for p in packets if p.verdicts)))
+    for pkt in packets:
+        s.on_packet(pkt)
+    assert [p.verdicts for p in packets] == [[], ["drop"], []]
+    s.release()
+    assert saved == [1] and [p.verdicts for p in packets] == [["drop"], ["drop"], ["drop"]]  # saved first
+    s.release()
+    assert saved == [1]  # nothing held: no save

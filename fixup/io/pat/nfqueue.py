@@ -3,6 +3,11 @@
 Direction comes from the input interface (inside -> OUTBOUND, outside -> INBOUND).  Whatever
 goes wrong in here -- an unknown interface, an exception from the tracker, a failed verdict --
 the packet is dropped and counted; the loop never dies (fail closed).
+
+A packet that changed what the restart store keeps (``hold()`` says so: a control segment) has
+its verdict held until the end of the burst the queue delivered, when ``after_burst`` has saved
+every change of the burst in one transaction; then the held verdicts go, in order.  GRE, which
+changes nothing saved, gets its verdict at once.  At most :data:`MAX_HELD` verdicts wait.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from fixup.proto.pat.verdict import Direction, Verdict
 log = logging.getLogger("fixup.nfqueue")
 
 QUEUE_MAX_LEN = 4096
+MAX_HELD = 256
 
 
 class PacketTracker(Protocol):
@@ -47,9 +53,14 @@ class QueueShell:
     def __init__(self, tracker: PacketTracker, queue_num: int, directions: dict[int, Direction], *,
                  clock: Callable[[], float] = time.monotonic,
                  queue_factory: Callable[[], Any] | None = None,
-                 after_packet: Callable[[], None] | None = None) -> None:
+                 after_packet: Callable[[], None] | None = None,
+                 hold: Callable[[], bool] | None = None,
+                 after_burst: Callable[[], None] | None = None) -> None:
         self.tracker = tracker
         self.after_packet = after_packet  # runs before the verdict: e.g. program the kernel GRE maps
+        self.hold = hold  # whether this packet's verdict waits for after_burst (see module docstring)
+        self.after_burst = after_burst
+        self._held: list[tuple[Any, Verdict]] = []
         self.queue_num = queue_num
         self.directions = dict(directions)
         self.clock = clock
@@ -78,6 +89,26 @@ class QueueShell:
         except Exception:  # noqa: BLE001 - the loop must survive anything
             self.tracker.count("shell-error")
             self.errors.error("fixup: error reading NFQUEUE %d", self.queue_num)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Save the burst's changes, then give the held verdicts (in order)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        try:
+            if self.after_burst is not None:
+                self.after_burst()
+        except Exception:  # noqa: BLE001 - the verdicts must go out whatever happened
+            self.tracker.count("shell-error")
+            self.errors.error("fixup: error saving a burst of control segments")
+        for packet, verdict in held:
+            try:
+                self._give(packet, verdict)
+            except Exception:  # noqa: BLE001 - one bad verdict does not stop the others
+                self.tracker.count("shell-error")
+                self.errors.error("fixup: error giving a held verdict")
 
     def on_packet(self, packet: Any) -> None:
         """The netfilterqueue callback: exactly one verdict per packet, drop on any failure."""
@@ -103,6 +134,15 @@ class QueueShell:
             self.after_packet()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("fixup: %s %d bytes: %s", direction.value, len(payload), _describe(verdict))
+        if self.hold is not None and self.hold():
+            self._held.append((packet, verdict))
+            if len(self._held) >= MAX_HELD:
+                self.release()
+            return
+        self._give(packet, verdict)
+
+    @staticmethod
+    def _give(packet: Any, verdict: Verdict) -> None:
         if not verdict.accept:
             packet.drop()
             return
@@ -114,6 +154,7 @@ class QueueShell:
         """Unbind the queue; packets still queued are dropped by the kernel (fail closed)."""
         if self.queue is None:
             return
+        self.release()
         try:
             self.queue.unbind()
         except Exception:  # noqa: BLE001 - closing on the way out

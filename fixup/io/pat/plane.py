@@ -41,6 +41,7 @@ class ControlPlane:
         self.store = store
         self.bpf = bpf
         self.ticks = 0
+        self._nft_pending: list[Any] = []  # events whose nftables part waits for the burst's end
         self.programmed: dict[str, list[float]] = {"nft": [0, 0.0], "ebpf": [0, 0.0]}  # calls, seconds
     def keep_permit(self) -> None:
         if self.permit:
@@ -54,9 +55,14 @@ class ControlPlane:
 
     def after_packet(self) -> None:
         """After every queued packet, before its verdict: a call that has just come up gets its
-        kernel translation, and the connection its saved record, before the segment goes on."""
-        self.handle(self.tracker.take_events())
-        self.save()
+        eBPF translation at once.  Its nftables elements and the saved records follow at the end
+        of the burst (:meth:`save`, one nft transaction and one sqlite transaction for all of it),
+        before the held verdicts of the segments that made them (every segment that opens or
+        closes a call changes a saved record, so its verdict is held)."""
+        self.handle(self.tracker.take_events(), nft_later=self.store is not None)
+
+    def unsaved(self) -> bool:
+        return self.store is not None and self.tracker.has_changes
 
     def tick(self) -> None:
         self.handle(self.tracker.poll(time.monotonic()))
@@ -79,18 +85,27 @@ class ControlPlane:
             self.tracker.counters[f"program_us_{name}"] = round(entry[1] / entry[0] * 1e6)
 
     def save(self) -> None:
+        """The nftables elements held back by :meth:`after_packet`, then the changed records."""
+        if self._nft_pending:
+            events, self._nft_pending = self._nft_pending, []
+            if self.gre_maps is not None:
+                self._timed("nft", self.gre_maps.apply, events)
         if self.store is not None:
             self.store.save(*self.tracker.take_changes())
 
-    def handle(self, events: list[Any]) -> None:
+    def handle(self, events: list[Any], *, nft_later: bool = False) -> None:
         """GRE translations first, in every data plane, before the verdict of the packet that
         made them: the nftables maps behind the eBPF program too, since the first GRE of a call
-        may be a fragment, which the program passes up to them."""
+        may be a fragment, which the program passes up to them.  ``nft_later``: the nftables
+        part waits for :meth:`save` (the verdict waits too)."""
         if events:
             if self.bpf is not None:
                 self._timed("ebpf", self.bpf.apply, events)
             if self.gre_maps is not None:
-                self._timed("nft", self.gre_maps.apply, events)
+                if nft_later:
+                    self._nft_pending.extend(events)
+                else:
+                    self._timed("nft", self.gre_maps.apply, events)
         log_events(events)
 
     def local_call(self, added: bool, peer: str, call_id: int) -> None:

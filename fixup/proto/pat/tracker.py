@@ -172,6 +172,11 @@ class Tracker:
 
     # -- saved state (issue 12: a restart keeps the calls) ---------------------------------------
 
+    @property
+    def has_changes(self) -> bool:
+        """Connections changed since the last :meth:`take_changes` (cheap: per packet)."""
+        return bool(self._changed)
+
     def take_changes(self) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
         """Records of the connections changed since the last call, and the ids of those gone:
         the I/O shell stores them before the verdict of the segment that changed them."""
@@ -353,7 +358,8 @@ class Tracker:
                 return self._drop(refusal)
             conn = self._open_connection(key, now)
         conn.last_seen = now
-        self._changed[conn.conn_id] = conn
+        if tcp.flags & (ipw.TCP_SYN | ipw.TCP_FIN | ipw.TCP_RST) or ip.total_length > tcp.payload_offset:
+            self._changed[conn.conn_id] = conn  # a bare ACK changes nothing a restart needs
         stream, other = conn.stream(direction), conn.stream(IN if direction is OUT else OUT)
         if tcp.flags & ipw.TCP_ACK:
             other.acknowledge(tcp.ack)
