@@ -229,6 +229,12 @@ def _encode(answer: dict[str, Any]) -> bytes:
     return text.encode() + b"\n"
 
 
+def refuse_if_running(path: str) -> None:
+    """SetupError when a daemon answers at ``path`` (before anything else is probed or touched)."""
+    if os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode) and _answers(path):
+        raise SetupError(f"another fixup daemon is running at {path}")
+
+
 def _answers(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from fixup.errors import SetupError
 from fixup.io.pat import netfilter, permit
-from fixup.io.control import ControlServer
+from fixup.io.control import ControlServer, refuse_if_running
 from fixup.io.pat.gre_maps import GreMaps
 from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
@@ -123,6 +123,7 @@ def run(policy: Policy, *, debug: bool = False) -> int:
     plane: ControlPlane | None = None
     installed, mode = False, FLUSH  # a start that fails removes the rules (the saved calls stay)
     try:
+        refuse_if_running(policy.control_socket)
         pat = resolve_pat_address(policy)
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
