@@ -49,13 +49,22 @@ def gre_metric_key(direction: str, payload: int) -> str:
     return f"gre_{direction}_{payload}_pps"
 
 
+def cpu_metric_key(direction: str) -> str:
+    return f"cpu_ns_{direction}_64"
+
+
 def metric_list(calls_small: int, calls_large: int) -> tuple[Metric, ...]:
     """Every metric in table order; the memory labels name the call counts of this run."""
     gre = tuple(
         Metric(gre_metric_key(direction, payload), f"GRE {word}, {payload} B payload", "pkt/s", ALL_SCENARIOS, True)
         for payload in PAYLOADS for direction, word in (("out", "outbound"), ("in", "inbound"))
     )
-    return gre + (
+    cpu = tuple(
+        Metric(cpu_metric_key(direction), f"router CPU per packet, GRE {word} 64 B (lower is better)", "ns",
+               ALL_SCENARIOS, True)
+        for direction, word in (("out", "outbound"), ("in", "inbound"))
+    )
+    return gre + cpu + (
         Metric(HELD_METRIC, f"GRE inbound, 1400 B payload, {calls_large:,} calls held", "pkt/s", ALL_SCENARIOS, True),
         Metric("setups_per_s", "call setups", "/s", ALL_SCENARIOS, True),
         Metric("ocrp_to_gre_ms", "OCRP -> first GRE (median)", "ms", ALL_SCENARIOS),
@@ -71,6 +80,9 @@ HELD_METRIC = "gre_in_1400_held_pps"
 METRIC_KEYS: tuple[str, ...] = tuple(m.key for m in metric_list(1000, 10000))
 PPS_TARGETS = {"kernel": 1.0, "queue": 0.3, "ebpf": 1.3}  # ratio to (b): issue 3 item 4, issue 13 item 5
 PLAIN_TARGETS = {"ebpf": 1.0}  # ratio to (a), issue 13 item 5
+# the same targets in router CPU per packet, which holds when the generator, not the router, sets
+# the rate: at most 1/1.3 of the helper's and no more than plain routing's
+CPU_TARGETS = {("ebpf", "helper"): 1 / 1.3, ("ebpf", "plain"): 1.0}
 MIN_SETUPS_PER_S = 1000.0
 MAX_BYTES_PER_CALL = 2048.0
 MAX_OCRP_TO_GRE_MS = 5.0
@@ -99,6 +111,8 @@ class Target:
             return f">= {self.bound:g}x (b)"
         if self.kind == "ratio_plain":
             return f">= {self.bound:g}x (a)"
+        if self.kind in ("cpu_helper", "cpu_plain"):
+            return f"<= {self.bound:.2f}x ({'b' if self.kind == 'cpu_helper' else 'a'})"
         if self.kind == "min":
             return f">= {self.bound:,.0f}"
         return f"<= {self.bound:g}"
@@ -110,6 +124,8 @@ def targets() -> tuple[Target, ...]:
              for scenario, bound in PPS_TARGETS.items() for payload in PAYLOADS for direction in ("out", "in")]
     rules += [Target(scenario, gre_metric_key(direction, payload), "ratio_plain", bound)
               for scenario, bound in PLAIN_TARGETS.items() for payload in PAYLOADS for direction in ("out", "in")]
+    rules += [Target(scenario, cpu_metric_key(direction), f"cpu_{baseline}", bound)
+              for (scenario, baseline), bound in CPU_TARGETS.items() for direction in ("out", "in")]
     for scenario in ("kernel", "queue", "ebpf"):
         rules += [
             Target(scenario, "setups_per_s", "min", MIN_SETUPS_PER_S),
@@ -181,10 +197,11 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every target with its measured number and ``passed`` (None: could not be measured)."""
     evaluated = []
     for rule in targets():
-        if rule.kind in ("ratio", "ratio_plain"):
-            baseline = BASELINE_HELPER if rule.kind == "ratio" else BASELINE_PLAIN
+        if rule.kind in ("ratio", "ratio_plain", "cpu_helper", "cpu_plain"):
+            baseline = BASELINE_HELPER if rule.kind in ("ratio", "cpu_helper") else BASELINE_PLAIN
             measured = ratio(results, rule.scenario, rule.metric, baseline)
-            passed = None if measured is None else measured >= rule.bound
+            at_most = rule.kind.startswith("cpu")
+            passed = None if measured is None else (measured <= rule.bound if at_most else measured >= rule.bound)
         else:
             measured = value(results, rule.scenario, rule.metric)
             if measured is None:

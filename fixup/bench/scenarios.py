@@ -312,6 +312,8 @@ class Bench:
                         pps[f"{direction}_{payload}"] = result.to_dict()
                         key = report.gre_metric_key(direction, payload)
                         entry["metrics"][key] = result.pps
+                        if payload == 64:
+                            entry["metrics"][report.cpu_metric_key(direction)] = self.cpu_per_packet(result)
                         if self.generator_limited(result):
                             entry["details"].setdefault("generator_limited", []).append(key)
             if gw.lab is not None:
@@ -401,6 +403,14 @@ class Bench:
         result = self.best_of(flow, best)
         result.overload_pps, result.trials = overload.pps, trials
         return result
+
+    def cpu_per_packet(self, result: PpsResult) -> float | None:
+        """Nanoseconds of the router CPU per packet forwarded (busy share / packets per second):
+        what a path costs even when the generator, not the router, set the rate."""
+        router = result.cpu.get(f"cpu{self.router_cpu}") if self.router_cpu is not None else None
+        if router is None or not result.pps:
+            return None
+        return (100.0 - router["idle"]) / 100.0 / result.pps * 1e9
 
     def generator_limited(self, result: PpsResult) -> bool:
         """Full speed, nothing lost and the router CPU still idle: the generator was the limit."""

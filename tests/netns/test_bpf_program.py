@@ -59,6 +59,7 @@ VECTORS = [
     ("ttl-1", "out0", frame(ipv4(SERVER, PAT, gre(TRANSLATED), ttl=1))),
     ("udp", "out0", frame(ipv4(SERVER, PAT, b"\x00" * 16, proto=17))),
     ("no-route", "in0", frame(ipv4(CLIENT, "203.0.113.9", gre(SERVER_CALL_ID)))),
+    ("bigger-than-the-mtu", "out0", frame(ipv4(SERVER, PAT, gre(TRANSLATED, b"x" * 1400)))),  # in0's MTU is 1300
 ]
 
 
@@ -77,7 +78,7 @@ def results(netns_ready: None) -> dict:
         f"ip -n {ns} link add in0 type veth peer name in0p", f"ip -n {ns} link add out0 type veth peer name out0p",
         f"ip -n {ns} link set in0p up", f"ip -n {ns} link set out0p up",
         f"ip -n {ns} addr add 10.99.1.1/24 dev in0", f"ip -n {ns} addr add {PAT}/24 dev out0",
-        f"ip -n {ns} link set in0 up", f"ip -n {ns} link set out0 up",
+        f"ip -n {ns} link set in0 mtu 1300", f"ip -n {ns} link set in0 up", f"ip -n {ns} link set out0 up",
         f"ip -n {ns} neigh add {CLIENT} lladdr {CLIENT_MAC} dev in0 nud permanent",
         f"ip -n {ns} neigh add {SERVER} lladdr {SERVER_MAC} dev out0 nud permanent",
         f"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1",
@@ -144,4 +145,4 @@ def test_counters_per_call_and_per_reason(results: dict) -> None:
     assert stats["redirected-in"] == 1 and stats["redirected-out"] == 1
     assert stats["no-call"] == 2 and stats["expired"] == 1 and stats["fragment"] == 1
     assert stats["not-pptp"] == 2 and stats["ip-options"] == 1 and stats["short"] == 1
-    assert stats["ttl"] == 1 and stats["no-route"] == 1
+    assert stats["ttl"] == 1 and stats["no-route"] == 1 and stats["mtu"] == 1

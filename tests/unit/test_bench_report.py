@@ -275,3 +275,17 @@ PERF_REPORT = """\
 def test_perf_report_lines_parse_in_order() -> None:
     assert report.parse_perf_report(PERF_REPORT) == [
         ("[k] handle_softirqs", 15.44), ("[.] _PyEval_EvalFrameDefault", 5.53), ("[k] nft_do_chain", 2.28)]
+
+
+@pytest.mark.parametrize(("ebpf_ns", "passed"), [(1538.0, True), (1539.0, False)])
+def test_ebpf_cpu_per_packet_target_is_the_helpers_divided_by_1_3(ebpf_ns: float, passed: bool) -> None:
+    """Issue 13 item 5 in router CPU per packet: the figure that holds when the generator sets
+    the rate (the router CPU half idle), where packets/s cannot tell the paths apart."""
+    key = report.cpu_metric_key("out")
+    results = results_with({"helper": {key: 2000.0}, "plain": {key: 1600.0}, "ebpf": {key: ebpf_ns}})
+    verdict = next(t for t in results["targets"] if t["scenario"] == "ebpf" and t["metric"] == key
+                   and t["kind"] == "cpu_helper")
+    assert verdict["passed"] is passed and verdict["target"] == "<= 0.77x (b)"
+    plain = next(t for t in results["targets"] if t["scenario"] == "ebpf" and t["metric"] == key
+                 and t["kind"] == "cpu_plain")
+    assert plain["passed"] is True

@@ -51,6 +51,13 @@ def boot_id(path: str = BOOT_ID) -> str:
         return "unknown"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records are trees we built
+
+
+def _encode(record: dict[str, Any]) -> str:
+    return _ENCODER.encode(record)
+
+
 class StateStore:
     """One sqlite file; every failure after :meth:`open` is logged (rate-limited) and counted,
     never raised into the packet path."""
@@ -163,7 +170,7 @@ class StateStore:
         if not saves and not gone:
             return
         statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("INSERT OR REPLACE INTO connections VALUES (?, ?)", (conn_id, json.dumps(record, separators=(",", ":"))))
+            ("INSERT OR REPLACE INTO connections VALUES (?, ?)", (conn_id, _encode(record)))
             for conn_id, record in saves]
         statements += [("DELETE FROM connections WHERE id = ?", (conn_id,)) for conn_id in gone]
         self._write(statements)
@@ -171,7 +178,7 @@ class StateStore:
     def replace_all(self, records: list[tuple[int, dict[str, Any]]]) -> None:
         """Exactly these records (after a restore: what was skipped goes)."""
         self._write([("DELETE FROM connections", ()),
-                     *(("INSERT INTO connections VALUES (?, ?)", (conn_id, json.dumps(record, separators=(",", ":"))))
+                     *(("INSERT INTO connections VALUES (?, ?)", (conn_id, _encode(record)))
                        for conn_id, record in records)])
 
     def clear(self) -> None:
