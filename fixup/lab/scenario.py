@@ -19,7 +19,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fixup.lab.topology import INSIDE_BRIDGE, OUTSIDE_INTERFACE, PAT_ADDRESS, SERVER_ADDRESS, Topology
@@ -119,6 +120,7 @@ class Lab:
         self.clearing_timeout = clearing_timeout
         self.daemon: subprocess.Popen[str] | None = None
         self.server: JsonLines | None = None
+        self.stopped: tuple[int | None, list[str]] = (None, [])  # set by serving()
 
     # -- policy and daemon ------------------------------------------------------------
 
@@ -251,6 +253,17 @@ class Lab:
         ids = ",".join(str(i) for i in call_ids)
         args = ["client", "--server", SERVER_ADDRESS, "--name", name, "--call-ids", ids, *extra]
         return self.peer(self.topology.clients[index], args, name)
+
+    @contextmanager
+    def serving(self) -> Iterator[Lab]:
+        """The daemon, then the server, up for the ``with`` block; both stopped after it, with
+        the daemon's exit status and the leftovers in :attr:`stopped`."""
+        self.start_daemon()
+        try:
+            self.start_server()
+            yield self
+        finally:
+            self.stopped = self.stop_all()
 
     def stop_all(self) -> tuple[int | None, list[str]]:
         """Stop the server and the daemon (in that order); the daemon's status and leftovers."""

@@ -78,12 +78,9 @@ def firewalled(topology: Topology, request: pytest.FixtureRequest) -> Iterator[t
         with tempfile.TemporaryDirectory(prefix="fixup-fw-") as work:
             lab = FirewalledLab(topology, work, gre=gre)
             lab.permit = permit
-            lab.start_daemon()
-            try:
-                lab.start_server()
+            with lab.serving():
                 yield lab, kind
-            finally:
-                status, left = lab.stop_all()
+            status, left = lab.stopped
             assert status == 0 and left == [], (left, lab.daemon_log(40))
     finally:
         remove_firewall(topology)

@@ -36,12 +36,9 @@ def lab(topology: Topology, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The gateway with GRE through the tc eBPF program, through the nftables maps, and through the queue."""
     with tempfile.TemporaryDirectory(prefix="fixup-netns-") as work:
         gateway = Lab(topology, work, clearing_timeout=2.0, gre=request.param)
-        gateway.start_daemon()
-        try:
-            gateway.start_server()
+        with gateway.serving():
             yield gateway
-        finally:
-            status, left = gateway.stop_all()
+        status, left = gateway.stopped
         assert status == 0, gateway.daemon_log()
         assert left == [], f"fixup left rules behind: {left}"
 

@@ -51,12 +51,9 @@ class LeasedLab(Lab):
 def lab(topology: Topology, request: pytest.FixtureRequest) -> Iterator[LeasedLab]:
     with tempfile.TemporaryDirectory(prefix="fixup-restart-") as work:
         gateway = LeasedLab(topology, work, clearing_timeout=2.0, gre=getattr(request, "param", "ebpf"))
-        gateway.start_daemon()
-        try:
-            gateway.start_server()
+        with gateway.serving():
             yield gateway
-        finally:
-            status, left = gateway.stop_all()
+        left = gateway.stopped[1]
         assert left == [], f"fixup left rules behind: {left}\n{gateway.daemon_log(60)}"
 
 
