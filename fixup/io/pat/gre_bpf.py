@@ -24,9 +24,11 @@ from typing import Any
 
 from fixup.errors import SetupError
 from fixup.io.pat.gre_maps import Counts, call_keys, in_renewal_slice
+from fixup.io.logs import RateLimitedLog
 from fixup.io.pat.libbpf import BpfMap, BpfObject, attach_tc, detach_tc
 
 log = logging.getLogger("fixup.gre")
+_errors = RateLimitedLog(log)  # a full map fails every call-up after it: one line per 10 s
 
 OBJECT = Path(__file__).with_name("fixup_gre.bpf.o")
 PROGRAM = "fixup_gre"
@@ -152,7 +154,7 @@ class GreBpf:
                                IN_VALUE.pack(IPv4Address(client).packed, original.to_bytes(2, "big"), lease_end))
             self.gre_out.update(self._out_key(client, server, server_id), OUT_VALUE.pack(lease_end))
         except SetupError as err:  # a full map: the nftables path still has the call
-            log.error("fixup: eBPF GRE translation of %s/%d: %s", server, translated, err)
+            _errors.error("fixup: eBPF GRE translation of %s/%d: %s", server, translated, err)
 
     def _delete(self, client: str, server: str, translated: int, server_id: int) -> None:
         for table, counts, key in ((self.gre_in, self.in_counts, self._in_key(server, translated)),

@@ -20,9 +20,11 @@ import logging
 import shutil
 
 from fixup.errors import SetupError
+from fixup.io.logs import RateLimitedLog
 from fixup.io.pat.netfilter import IPTABLES, NFT, NFT_FAMILY, NFT_TABLE, PERMIT_MARK, Commands
 
 log = logging.getLogger("fixup.netfilter")
+_errors = RateLimitedLog(log)  # a chain that refuses the rule is retried every 3 s: one line per 10 s
 
 MARK = PERMIT_MARK
 COMMENT = "fixup permit-pptp"
@@ -74,7 +76,7 @@ def ensure(commands: Commands | None = None) -> list[Chain]:
         try:
             _insert(commands, chain)
         except SetupError as err:
-            log.warning("fixup: cannot add the permit-pptp rule to %s %s %s: %s", *chain, err)
+            _errors.error("fixup: cannot add the permit-pptp rule to %s %s %s: %s", *chain, err)
             continue
         added.append(chain)
     if added:
