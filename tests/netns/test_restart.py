@@ -109,7 +109,8 @@ def test_two_clients_keep_their_calls_across_a_restart(lab: LeasedLab, how: sign
         time.sleep(0.5)
         lab.start_daemon()
         assert "resumed 2 control connections with 2 calls (2 carrying GRE)" in lab.daemon_log(400), lab.daemon_log(30)
-        assert pat_calls(lab) == before
+        still_held = {call for call in before if call[0] == lab.topology.client_address(1)}
+        assert len(still_held) == 1 and still_held <= pat_calls(lab)  # the same translation (client 0 may be done)
         release(clients[1])
         results = [finished(client) for client in clients]
     finally:
