@@ -34,7 +34,7 @@ from fixup.io.pat.nfqueue import QueueShell, interface_directions
 from fixup.io.pat.nftlib import Nft
 from fixup.io.pat.plane import ControlPlane, RuleKeeper
 from fixup.io.pat.recovery import recover
-from fixup.io.pat.state_store import StateStore, boot_id
+from fixup.io.pat.state_store import StateStore, identity
 from fixup.io.reload import Reloader
 from fixup.io.service import Notifier
 from fixup.io.vpdn.terminate_io import TerminateIo
@@ -127,15 +127,14 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         pat = resolve_pat_address(policy)
         directions = interface_directions(policy.inside, policy.outside)
         tracker = Tracker(policy.tracker_config(pat))
-        gre = gre_mode(policy)
-        store = StateStore(policy.state_dir, store_identity(policy, pat, gre))
+        gre, loaded_bpf = gre_mode(policy, pat, directions)
+        store = StateStore(policy.state_dir, identity(pat, policy.pptp_ports, gre))
         gre_maps = GreMaps(Nft(), policy.timeouts.gre_lease) if gre in netfilter.KERNEL_GRE else None
         plane = ControlPlane(tracker, gre_maps, store, permit=policy.permit)
         vpdn = _terminate_io(policy, plane)
         notifier = Notifier()
         capabilities = netfilter.probe_capabilities()
-        rules = RuleKeeper(pat, capabilities, tracker, gre_maps, store, gre,
-                           lambda new, address: store_identity(new, address, gre))
+        rules = RuleKeeper(pat, capabilities, tracker, gre_maps, store, gre)
         reloader = Reloader(policy, pat, tracker, vpdn, debug=debug, notifier=notifier, set_lease=plane.set_lease,
                             rebuild_rules=rules.rebuild)
         stopper = Stopper()
@@ -154,10 +153,13 @@ def run(policy: Policy, *, debug: bool = False) -> int:
         log.debug("rules (%s queueing):\n%s", ruleset.flavour, ruleset.describe().rstrip())
         plane.keep_permit()
         if gre == "ebpf":
-            plane.bpf = _attach_bpf(policy, pat, directions, recovery.restored.gre_calls)
+            loaded_bpf.sync(recovery.restored.gre_calls)  # exactly the resumed calls, then on the interfaces
+            loaded_bpf.attach()
+            plane.bpf = loaded_bpf
         log.info("%s", startup_line(policy, pat, gre))
-        if recovery.describe(store.path):
-            log.info("%s", recovery.describe(store.path))
+        resumed = recovery.describe(store.path)
+        if resumed:
+            log.info("%s", resumed)
         if vpdn is not None:
             vpdn.prepare()
         metrics = None
@@ -192,38 +194,24 @@ def run(policy: Policy, *, debug: bool = False) -> int:
     return 0
 
 
-def store_identity(policy: Policy, pat: IPv4Address, gre: str) -> dict[str, str]:
-    """What saved calls are valid for: this boot, this PAT address, these ports, this GRE mode."""
-    return {"boot": boot_id(), "pat": str(pat), "ports": ",".join(str(p) for p in sorted(set(policy.pptp_ports))),
-            "gre": gre}
 
-
-def gre_mode(policy: Policy) -> str:
-    """The GRE mode in force: the policy's, except ``ebpf`` where this host cannot run it
-    (issue 13: then ``kernel``, with one line saying why)."""
+def gre_mode(policy: Policy, pat: IPv4Address, directions: dict[int, Any]) -> tuple[str, Any]:
+    """The GRE mode in force and, for ``ebpf``, the loaded program (not attached yet): the
+    policy's mode, except ``ebpf`` where this host cannot load it (issue 13: then ``kernel``,
+    with one line saying why).  Loading it is the probe."""
     if policy.gre != "ebpf":
-        return policy.gre
+        return policy.gre, None
     if not policy.permit:
         log.warning("fixup: gre ebpf forwards past the host's forward chains, which permit: false leaves in charge: "
                     "using gre kernel (nftables maps)")
-        return "kernel"
-    from fixup.io.pat.gre_bpf import unavailable
+        return "kernel", None
+    from fixup.io.pat.gre_bpf import load
 
-    reason = unavailable(policy.bpf_dir)
-    if reason is None:
-        return "ebpf"
+    bpf, reason = load(policy.bpf_dir, pat, directions, policy.timeouts.gre_lease)
+    if bpf is not None:
+        return "ebpf", bpf
     log.warning("fixup: gre ebpf is not available here (%s): using gre kernel (nftables maps)", reason)
-    return "kernel"
-
-
-def _attach_bpf(policy: Policy, pat: IPv4Address, directions: dict[int, Any], calls: list[Any]) -> Any:
-    """The tc program on every interface, its maps holding exactly the resumed calls."""
-    from fixup.io.pat.gre_bpf import GreBpf
-
-    bpf = GreBpf(policy.bpf_dir, pat, directions, policy.timeouts.gre_lease)
-    bpf.sync(calls)
-    bpf.attach()
-    return bpf
+    return "kernel", None
 
 
 def _leave(mode: str, plane: ControlPlane | None, store: StateStore | None, policy: Policy) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fixup.errors import SetupError
-from fixup.io.pat.gre_maps import Counts, call_keys, in_renewal_slice
+from fixup.io.pat.gre_maps import Counts, call_keys, gre_changes, in_renewal_slice
 from fixup.io.logs import RateLimitedLog
 from fixup.io.pat.libbpf import BpfMap, BpfObject, attach_tc, detach_tc
 
@@ -34,7 +34,6 @@ OBJECT = Path(__file__).with_name("fixup_gre.bpf.o")
 PROGRAM = "fixup_gre"
 TC_HANDLE, TC_PRIORITY = 0x1723, 17
 BPFFS = "/sys/fs/bpf"
-BPFFS_MAGIC = 0xCAFE4A11
 
 IN_KEY = struct.Struct("=4s2s2x")  # server, translated Call ID (network order, as in the packet)
 IN_VALUE = struct.Struct("=4s2s2xQ")  # client, original Call ID, lease end (CLOCK_MONOTONIC ns)
@@ -46,17 +45,23 @@ STATS = ("redirected-in", "redirected-out", "no-call", "expired", "ip-options", 
          "short", "ttl", "no-route", "mtu", "error")
 
 
-def unavailable(pin_dir: str) -> str | None:
-    """Why the eBPF path cannot run here (None: it can); the daemon then uses ``kernel``."""
+def load(pin_dir: str, pat: IPv4Address, ifindexes: Iterable[int], lease: float) -> tuple[GreBpf | None, str]:
+    """The program loaded (not attached), or None and why it cannot run here."""
     if not OBJECT.exists():
-        return f"{OBJECT.name} is not built (make setup compiles bpf/fixup_gre.bpf.c with clang)"
+        return None, f"{OBJECT.name} is not built (make setup compiles bpf/fixup_gre.bpf.c with clang)"
     try:
-        ensure_bpffs()
-        obj = BpfObject(str(OBJECT), _pin_dir(pin_dir))
+        return GreBpf(pin_dir, pat, ifindexes, lease), ""
     except (SetupError, OSError) as err:
-        return str(err)
-    obj.close()
-    return None
+        return None, str(err)
+
+
+def unavailable(pin_dir: str) -> str | None:
+    """Why the eBPF path cannot run here (None: it can): :func:`load`, then closed."""
+    bpf, reason = load(pin_dir, IPv4Address("0.0.0.0"), (), 0.0)
+    if bpf is not None:
+        bpf.close(remove=False)
+        return None
+    return reason
 
 
 def ensure_bpffs(mountpoint: str = BPFFS) -> None:
@@ -116,15 +121,14 @@ class GreBpf:
 
     def apply(self, events: Iterable[Any]) -> int:
         """Like :meth:`fixup.io.pat.gre_maps.GreMaps.apply`; returns how many calls came up."""
-        up = 0
-        for event in events:
-            d = event.data
-            if event.kind == "call-up":
-                self._add(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"])
-                up += 1
-            elif event.kind in ("call-down", "call-reset") and d.get("gre_open"):
-                self._delete(d["client"], d["server"], d["translated_id"], d["server_call_id"])
-        return up
+        ups = 0
+        for up, (client, server, translated, original, server_id) in gre_changes(events):
+            if up:
+                self._add(client, server, translated, original, server_id)
+                ups += 1
+            else:
+                self._delete(client, server, translated, server_id)
+        return ups
 
     def sync(self, calls: Iterable[Any]) -> None:
         """The maps hold exactly ``calls`` (a start: what an earlier daemon left that is not
@@ -217,9 +221,3 @@ def remove_pins(pin_dir: str) -> None:
     if os.path.isdir(pin_dir):
         shutil.rmtree(pin_dir, ignore_errors=True)
 
-
-def pins_left(pin_dir: str) -> list[str]:
-    try:
-        return sorted(os.listdir(pin_dir))
-    except FileNotFoundError:
-        return []

@@ -68,6 +68,20 @@ def _lease(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
+CallKeys = tuple[str, str, int, int, int]  # client, server, translated, original, server id
+
+
+def gre_changes(events: Iterable[Any]) -> Iterable[tuple[bool, CallKeys]]:
+    """What the tracker's events do to the GRE translations, for every data plane: (True, keys)
+    for a call that came up, (False, keys) for one whose open GRE went (``call-down`` /
+    ``call-reset``); other events change nothing."""
+    for event in events:
+        d = event.data
+        if event.kind == "call-up" or event.kind in ("call-down", "call-reset") and d.get("gre_open"):
+            yield event.kind == "call-up", (d["client"], d["server"], d["translated_id"], d["call_id"],
+                                            d["server_call_id"])
+
+
 def in_renewal_slice(translated: int, tick: int, lease: float) -> bool:
     """Whether a call is renewed at this tick (one per second): each once a third of a lease,
     the calls spread over the ticks so that no tick renews them all."""
@@ -75,7 +89,7 @@ def in_renewal_slice(translated: int, tick: int, lease: float) -> bool:
     return translated % slices == tick % slices
 
 
-def call_keys(call: Any) -> tuple[str, str, int, int, int]:
+def call_keys(call: Any) -> CallKeys:
     """(client, server, translated, original, server id) of a tracker call with open GRE."""
     return (str(IPv4Address(call.client)), str(IPv4Address(call.server)), call.translated, call.original, call.server_id)
 
@@ -102,25 +116,19 @@ class GreMaps:
         open, in one nft transaction (one by one if that fails, so one bad element does not
         cost the others).  Failures are logged: the call then has no kernel translation and its
         GRE is dropped and counted.  Returns how many calls came up."""
-        batch = [(command, event.data) for event in events if (command := self._commands(event))]
+        batch = [(add_commands(*keys, self.lease) if up else
+                  delete_commands((keys[1], keys[2]), (keys[0], keys[1], keys[4])), up, keys)
+                 for up, keys in gre_changes(events)]
+        ups = sum(1 for _command, up, _keys in batch if up)
         if len(batch) > 1:
             try:
-                self.nft.run("".join(command for command, _ in batch))
-                return sum(1 for command, _ in batch if command.startswith("add"))
+                self.nft.run("".join(command for command, _up, _keys in batch))
+                return ups
             except SetupError:
                 pass
-        for command, data in batch:
-            self._run(command, data)
-        return sum(1 for command, _ in batch if command.startswith("add"))
-
-    def _commands(self, event: Any) -> str:
-        d = event.data
-        if event.kind == "call-up":
-            return add_commands(d["client"], d["server"], d["translated_id"], d["call_id"], d["server_call_id"],
-                                self.lease)
-        if event.kind in ("call-down", "call-reset") and d.get("gre_open"):
-            return delete_commands((d["server"], d["translated_id"]), (d["client"], d["server"], d["server_call_id"]))
-        return ""
+        for command, _up, keys in batch:
+            self._run(command, keys)
+        return ups
 
     def element_commands(self, calls: Iterable[Any], counts: Counts) -> str:
         """The elements of ``calls`` for a table being replaced (a restart, a reload of the
@@ -149,7 +157,7 @@ class GreMaps:
         if batch:
             self._run(batch, {"renewal": tick})
 
-    def _run(self, commands: str, d: dict[str, Any]) -> None:
+    def _run(self, commands: str, d: object) -> None:
         try:
             self.nft.run(commands)
         except SetupError as err:

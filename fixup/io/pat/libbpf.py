@@ -18,7 +18,7 @@ from fixup.errors import SetupError
 
 BPF_TC_INGRESS = 1
 BPF_TC_F_REPLACE = 1
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+BPF_ANY = 0
 
 
 class _OpenOpts(ctypes.Structure):

@@ -392,10 +392,8 @@ def update(old: RuleSet, new: RuleSet, commands: Commands | None = None, *, elem
     for argv in reversed(old.xtables):
         if argv in kept or argv[3] == "-N":
             continue
-        rest = list(argv[5:])
-        if argv[3] == "-I":
-            rest = rest[1:]
-        commands.run([*argv[:3], "-D", argv[4], *rest], check=False)
+        table, chain, spec = _rule_spec(argv)
+        commands.run([IPTABLES, "-t", table, "-D", chain, *spec], check=False)
     log.debug("rules updated (%d xtables rules)", len(new.xtables))
 
 
@@ -404,20 +402,25 @@ def xtables_in_place(ruleset: RuleSet, commands: Commands) -> bool:
     no other rule."""
     expected: dict[tuple[str, str], int] = {}
     for argv in ruleset.xtables:
-        table, op, chain, rest = argv[2], argv[3], argv[4], list(argv[5:])
-        if op == "-N":
+        if argv[3] == "-N":
             continue
-        if op == "-I":
-            rest = rest[1:]  # the position
-        else:
+        table, chain, spec = _rule_spec(argv)
+        if argv[3] == "-A":
             expected[(table, chain)] = expected.get((table, chain), 0) + 1
-        if not commands.ok([IPTABLES, "-t", table, "-C", chain, *rest]):
+        if not commands.ok([IPTABLES, "-t", table, "-C", chain, *spec]):
             return False
     for (table, chain), count in expected.items():
         listing = commands.run([IPTABLES, "-t", table, "-S", chain], check=False).stdout
         if sum(1 for line in listing.splitlines() if line.startswith("-A ")) != count:
             return False
     return True
+
+
+def _rule_spec(argv: Sequence[str]) -> tuple[str, str, list[str]]:
+    """(table, chain, rule) of an ``-A`` / ``-I CHAIN POS`` argv of :func:`xtables_commands`, for
+    ``-C`` and ``-D``."""
+    rest = list(argv[5:])
+    return argv[2], argv[4], rest[1:] if argv[3] == "-I" else rest
 
 
 def remove(commands: Commands | None = None) -> None:

@@ -18,7 +18,7 @@ from fixup.io.logs import EventLog
 from fixup.io.pat import netfilter, permit
 from fixup.io.pat.gre_maps import Counts, GreMaps
 from fixup.io.pat.recovery import kernel_counts
-from fixup.io.pat.state_store import StateStore
+from fixup.io.pat.state_store import StateStore, identity
 
 if TYPE_CHECKING:
     from fixup.io.pat.gre_bpf import GreBpf
@@ -68,11 +68,9 @@ class ControlPlane:
         self.handle(self.tracker.poll(time.monotonic()))
         self.save()
         self.ticks += 1
-        calls = list(self.tracker.calls.gre_in.values())
-        if self.gre_maps is not None:
-            self.gre_maps.renew(calls, self.ticks)
-        if self.bpf is not None:
-            self.bpf.renew(calls, self.ticks)
+        for data_plane in (self.gre_maps, self.bpf):
+            if data_plane is not None:
+                data_plane.renew(self.tracker.calls.gre_in.values(), self.ticks)
 
     def _timed(self, name: str, apply: Any, events: list[Any]) -> None:
         started = time.perf_counter()
@@ -158,10 +156,9 @@ class RuleKeeper:
     mode in force (the policy's, or ``kernel`` where ``ebpf`` could not run)."""
 
     def __init__(self, pat: IPv4Address, capabilities: netfilter.Capabilities, tracker: Any,
-                 gre_maps: GreMaps | None, store: StateStore, gre: str, identity: Any) -> None:
+                 gre_maps: GreMaps | None, store: StateStore, gre: str) -> None:
         self.pat, self.capabilities, self.tracker = pat, capabilities, tracker
         self.gre_maps, self.store, self.gre = gre_maps, store, gre
-        self.identity = identity  # Policy, pat -> the store's identity
 
     def rebuild(self, old: Policy, new: Policy) -> None:
         """Every live call's GRE translations (and the dial-in calls' ``local_gre``) go into the
@@ -171,7 +168,7 @@ class RuleKeeper:
             elements = (self.gre_maps.element_commands(self.tracker.calls.gre_in.values(), kernel_counts(self.gre_maps))
                         + self.gre_maps.local_commands(self.tracker.local_gre))
         netfilter.update(self.ruleset(old), self.ruleset(new), elements=elements)
-        self.store.restamp(self.identity(new, self.pat))
+        self.store.restamp(identity(self.pat, new.pptp_ports, self.gre))
 
     def ruleset(self, policy: Policy) -> netfilter.RuleSet:
         return netfilter.build_ruleset(replace(policy, gre=self.gre), self.pat, self.capabilities)

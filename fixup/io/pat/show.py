@@ -5,7 +5,7 @@ The snapshot shape is :meth:`fixup.proto.pat.tracker.Tracker.snapshot`'s; missin
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 CONNECTION_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -64,19 +64,22 @@ def _call_cells(call: Mapping[str, Any]) -> dict[str, str]:
 
 def format_connections(snapshot: Mapping[str, Any]) -> list[str]:
     conns = list(snapshot.get("connections") or [])
-    lines = [f"{len(conns)} PPTP control connection(s), PAT {_text(snapshot.get('pat_address'))}"]
-    if conns:
-        rows = [[_connection_cells(c)[key] for _h, key in CONNECTION_COLUMNS] for c in conns]
-        lines += ["  " + line for line in table([h for h, _k in CONNECTION_COLUMNS], rows)]
-    return lines
+    title = f"{len(conns)} PPTP control connection(s), PAT {_text(snapshot.get('pat_address'))}"
+    return _section(title, conns, CONNECTION_COLUMNS, _connection_cells)
 
 
 def format_calls(snapshot: Mapping[str, Any]) -> list[str]:
     calls = list(snapshot.get("calls") or [])
-    lines = [f"{len(calls)} PPTP call(s)"]
-    if calls:
-        rows = [[_call_cells(c)[key] for _h, key in CALL_COLUMNS] for c in calls]
-        lines += ["  " + line for line in table([h for h, _k in CALL_COLUMNS], rows)]
+    return _section(f"{len(calls)} PPTP call(s)", calls, CALL_COLUMNS, _call_cells)
+
+
+def _section(title: str, items: list[Mapping[str, Any]], columns: Any,
+             cells: Callable[[Mapping[str, Any]], dict[str, str]]) -> list[str]:
+    """A title line, then the items as an indented table (nothing more when there are none)."""
+    lines = [title]
+    if items:
+        rows = [[cells(item)[key] for _h, key in columns] for item in items]
+        lines += ["  " + line for line in table([h for h, _k in columns], rows)]
     return lines
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,11 @@ class Saved:
     records: list[Any]
     discarded: str = ""
     recoveries: int = 0
+
+
+def identity(pat: object, ports: Iterable[int], gre: str) -> dict[str, str]:
+    """What saved calls are valid for: this boot, this PAT address, these ports, this GRE mode."""
+    return {"boot": boot_id(), "pat": str(pat), "ports": ",".join(str(p) for p in sorted(set(ports))), "gre": gre}
 
 
 def boot_id(path: str = BOOT_ID) -> str:
